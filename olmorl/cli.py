@@ -1,0 +1,134 @@
+"""The `olmorl` command. Parses and validates before importing torch, vLLM or Ray, so a typo in a
+recipe fails in about a second; each subcommand imports its heavy machinery only when it runs.
+"""
+
+import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from olmorl.config import ConfigError, RLConfig, load_config, write_resolved_config
+from olmorl.config.describe import config_options
+
+app = typer.Typer(
+    name="olmorl",
+    help="Open post-training for Olmo-style models: OlmoRL (GRPO) on Ray, vLLM and FSDP2.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Make and check data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _options_epilog(config_class) -> str:
+    # "\b" stops click from re-wrapping the table.
+    rows = [f"  {o.key:<44} {o.default:<10} {o.doc}" for o in config_options(config_class)]
+    return "\b\nConfig keys (set in the YAML or as KEY=VALUE overrides; default, meaning):\n" + "\n".join(rows)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code=2)
+
+
+@app.command(epilog=_options_epilog(RLConfig))
+def rl(
+    config: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/tiny/rl_target_token.yaml.")],
+    overrides: Annotated[
+        Optional[list[str]], typer.Argument(help="Dotted overrides such as algo.clip_high=0.3.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
+    ] = False,
+) -> None:
+    """Run OlmoRL (RLVR) training from a recipe."""
+    try:
+        cfg = load_config(RLConfig, config, overrides or [])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    run_dir = Path(cfg.run.output_dir) / (cfg.run.name or _default_run_name(config))
+    resolved = write_resolved_config(cfg, run_dir)
+    typer.echo(f"config ok; resolved config written to {resolved}")
+    if dry_run:
+        return
+    raise _fail("the distributed RL loop is not in this version of olmorl yet; use --dry-run")
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the model and tokenizer to.")],
+    preset: Annotated[str, typer.Option(help="Size preset: tiny or small.")] = "tiny",
+    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
+) -> None:
+    """Write a randomly initialised small Olmo3 and its tokenizer (no hub needed)."""
+    from olmorl.models.tiny import write_tiny_model
+
+    try:
+        path = write_tiny_model(out_dir, preset=preset, seed=seed)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"wrote tiny Olmo3 ({preset}) to {path}")
+
+
+@app.command()
+def verify(
+    rows: Annotated[Path, typer.Argument(help="JSONL rows with dataset, ground_truth, response.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the rows back with score and reason.")] = None,
+) -> None:
+    """Score responses with the verifiers their rows name, and summarise per verifier."""
+    from olmorl.verify_file import VerifyInputError, verify_file
+
+    try:
+        summary = verify_file(rows, out)
+    except VerifyInputError as e:
+        raise _fail(str(e)) from None
+    typer.echo(summary)
+
+
+@data_app.command("synth")
+def data_synth(
+    kind: Annotated[str, typer.Argument(help="target-token or arithmetic.")],
+    out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
+    n: Annotated[int, typer.Option(help="Number of rows.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    num_targets: Annotated[int, typer.Option(help="target-token: distinct target words (≤ 64).")] = 8,
+    max_operand: Annotated[int, typer.Option(help="arithmetic: largest operand.")] = 20,
+) -> None:
+    """Write a small synthetic RL data set in the Dolci row schema."""
+    from olmorl.data.synth import build_synthetic_rows, write_jsonl
+
+    options = {"num_targets": num_targets} if kind == "target-token" else {"max_operand": max_operand}
+    try:
+        rows = build_synthetic_rows(kind, n, seed=seed, **options)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"wrote {len(rows)} {kind} rows to {write_jsonl(rows, out)}")
+
+
+@data_app.command("check")
+def data_check(
+    sources: Annotated[list[str], typer.Argument(help="Files (.jsonl/.json/.parquet) or hub names.")],
+    split: Annotated[str, typer.Option(help="Split of hub data sets.")] = "train",
+) -> None:
+    """Validate RL data sets (schema and verifier names) and count rows per verifier."""
+    from collections import Counter
+
+    from olmorl.data.loading import DataError, load_rl_rows
+    from verifiers import available_verifiers
+
+    try:
+        rows = load_rl_rows(sources, known_verifiers=available_verifiers(), split=split)
+    except DataError as e:
+        raise _fail(str(e)) from None
+    counts = Counter(name for row in rows for name in row.verifier_names)
+    typer.echo(f"{len(rows)} rows ok; per verifier: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+def _default_run_name(config_path: Path) -> str:
+    return f"{config_path.stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,100 @@
+"""Config classes shared by the trainers: model, learner (FSDP2 or DeepSpeed), data, run outputs."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from olmorl.config.base import StrictConfig
+
+
+class ModelConfig(StrictConfig):
+    path: str
+    """Hugging Face directory or hub name of the checkpoint to start from."""
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    """Parameter dtype on the learners and the rollout engines."""
+    max_position_embeddings: int | None = Field(default=None, ge=1)
+    """Override of the model's context length; null keeps the checkpoint's value."""
+
+
+class FSDP2Strategy(StrictConfig):
+    name: Literal["fsdp2"] = "fsdp2"
+    """PyTorch FSDP2 (`fully_shard`), the default learner strategy."""
+    reshard_after_forward: bool = True
+    """Free gathered parameters after forward (ZeRO-3 like); false keeps them (ZeRO-2 like)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+
+
+class DeepSpeedStrategy(StrictConfig):
+    name: Literal["deepspeed"] = "deepspeed"
+    """DeepSpeed ZeRO stage 3, the alternative learner strategy."""
+    offload_optimizer: bool = False
+    """Keep optimizer state in CPU memory."""
+    activation_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+
+
+LearnerStrategy = Annotated[FSDP2Strategy | DeepSpeedStrategy, Field(discriminator="name")]
+
+
+class LearnerConfig(StrictConfig):
+    num_workers: int = Field(default=1, ge=1)
+    """Learner processes (one per GPU), forming one data-parallel group."""
+    strategy: LearnerStrategy = FSDP2Strategy()
+    """How parameters are sharded: `fsdp2` or `deepspeed` (a name or a mapping with `name`)."""
+    lr: float = Field(default=1e-6, gt=0, le=1.0)
+    """AdamW learning rate (constant in RL, as in Olmo 3)."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW weight decay; Olmo 3 RL uses none."""
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradient clipping threshold on the global norm."""
+    micro_batch_tokens: int = Field(default=16_384, ge=16)
+    """Token budget of one packed micro-batch row."""
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_from_name(cls, value: object) -> object:
+        # `strategy: deepspeed` is the common spelling, and a mapping without `name` tunes the
+        # default strategy; the tagged union itself needs a mapping with its tag.
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": FSDP2Strategy().name, **value}
+        return value
+
+
+class DataConfig(StrictConfig):
+    train: list[str] = Field(min_length=1)
+    """Training data: local .jsonl/.json/.parquet files or hub data set names."""
+    split: str = "train"
+    """Split to read from hub data sets."""
+    max_prompt_tokens: int = Field(default=2048, ge=1)
+    """Prompts longer than this (after the chat template) are rejected."""
+    prompt_format: Literal["chat", "plain"] = "chat"
+    """`chat` applies the tokenizer's chat template; `plain` joins message text (RL-Zero)."""
+    shuffle: bool = True
+    """Shuffle prompts each epoch (seeded by `run.seed`)."""
+
+
+class WandbConfig(StrictConfig):
+    enabled: bool = False
+    """Log metrics to Weights & Biases."""
+    project: str = "olmorl"
+    """wandb project name."""
+    mode: Literal["online", "offline"] = "online"
+    """`offline` writes runs locally (no network needed) for a later `wandb sync`."""
+
+
+class RunConfig(StrictConfig):
+    output_dir: str = "runs"
+    """Directory under which each run gets its own folder."""
+    name: str | None = None
+    """Run folder name; default: the recipe's file name and a timestamp."""
+    seed: int = 0
+    """Seed for data order, sampling and initialisation."""
+    steps: int = Field(default=100, ge=1)
+    """Training steps; in RL one step is a rollout batch of `algo.num_mini_batches` optimizer steps."""
+    checkpoint_every: int = Field(default=0, ge=0)
+    """Write a Hugging Face checkpoint every this many steps; 0 writes only the final one."""
+    wandb: WandbConfig = WandbConfig()
+    """Weights & Biases logging."""

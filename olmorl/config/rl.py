@@ -1,0 +1,110 @@
+"""The RL (OlmoRL / GRPO) run config: rollout engines, algorithm, verifiers, and the shared parts.
+
+The defaults are Olmo 3's RL settings (../shared/design.md §3): group size 8, clip 0.2 / 0.272,
+TIS cap 2.0, no KL, centred advantages without std division, zero-variance groups filtered.
+"""
+
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from olmorl.config.base import StrictConfig
+from olmorl.config.components import DataConfig, LearnerConfig, ModelConfig, RunConfig
+
+
+class RolloutConfig(StrictConfig):
+    num_actors: int = Field(default=1, ge=1)
+    """vLLM engines (Ray actors); each holds `tensor_parallel_size` GPUs."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """Tensor parallelism inside one engine."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Share of accelerator memory for weights and KV cache (on CPU: of the NUMA node; 0.2 works)."""
+    max_num_seqs: int = Field(default=256, ge=1)
+    """Requests one engine runs concurrently (continuous batching)."""
+    max_response_tokens: int = Field(default=1024, ge=1)
+    """Generation limit per response; responses that hit it count as truncated."""
+    temperature: float = Field(default=1.0, gt=0)
+    """Sampling temperature; the learner divides its logits by the same value."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling; keep 1.0 so importance ratios stay well defined."""
+    enforce_eager: bool = False
+    """Disable CUDA graphs / compilation in vLLM (faster start, slower decode)."""
+
+
+class AlgorithmConfig(StrictConfig):
+    group_size: int = Field(default=8, ge=2)
+    """Responses sampled per prompt; advantages are centred within the group."""
+    prompts_per_step: int = Field(default=64, ge=1)
+    """Non-degenerate groups (unique prompts) in one rollout batch."""
+    num_mini_batches: int = Field(default=1, ge=1)
+    """Optimizer steps per rollout batch; >1 makes the clip active (7B Instruct: 4)."""
+    clip_low: float = Field(default=0.2, ge=0, lt=1)
+    """ε_low: ratios below 1 − ε_low stop pushing negative-advantage tokens down."""
+    clip_high: float = Field(default=0.272, ge=0)
+    """ε_high (clip-higher): ratios above 1 + ε_high stop pushing positive tokens up."""
+    tis_cap: float | None = Field(default=2.0, ge=1)
+    """Truncated importance sampling cap ρ on π_old/π_gen; null disables TIS."""
+    normalize_advantage_std: bool = False
+    """Divide advantages by the group std (GRPO); Olmo 3 does not."""
+    filter_zero_variance: bool = True
+    """Drop groups whose rewards are all equal (they carry no gradient)."""
+    async_steps: int = Field(default=1, ge=0)
+    """Most policy versions a rollout may lag the learner; 0 is fully synchronous."""
+    mask_truncated: bool = False
+    """Keep responses that hit the length limit out of the loss."""
+    truncation_penalty: float = Field(default=0.0, ge=0)
+    """Subtracted from the reward of responses that hit the length limit."""
+    pass_rate_exclusion: float | None = Field(default=None, gt=0, le=1)
+    """Prompts whose group pass rate exceeds this are left out of later epochs; null keeps all."""
+
+    @model_validator(mode="after")
+    def _mini_batches_divide_the_batch(self) -> Self:
+        if self.prompts_per_step % self.num_mini_batches:
+            raise ValueError(
+                f"algo.num_mini_batches ({self.num_mini_batches}) must divide "
+                f"algo.prompts_per_step ({self.prompts_per_step}) so every mini-batch holds "
+                "whole groups"
+            )
+        return self
+
+
+class VerifiersConfig(StrictConfig):
+    weights: dict[str, float] = {}
+    """Per-verifier reward weights (default 1.0); a row listing several verifiers sums them."""
+    options: dict[str, dict[str, Any]] = {}
+    """Per-verifier options, e.g. `{math: {timeout_s: 5}}`, checked by each verifier."""
+    num_workers: int = Field(default=4, ge=1)
+    """Reward actors scoring in parallel, so slow verifiers do not stall generation."""
+
+
+class RLConfig(StrictConfig):
+    model: ModelConfig
+    """Policy checkpoint."""
+    data: DataConfig
+    """Prompt data sets."""
+    rollout: RolloutConfig = RolloutConfig()
+    """vLLM rollout engines."""
+    learner: LearnerConfig = LearnerConfig()
+    """Learner workers and optimizer."""
+    algo: AlgorithmConfig = AlgorithmConfig()
+    """The OlmoRL objective."""
+    verifiers: VerifiersConfig = VerifiersConfig()
+    """Reward service."""
+    run: RunConfig = RunConfig()
+    """Outputs, seed, length of the run."""
+
+    @model_validator(mode="after")
+    def _fits_the_context(self) -> Self:
+        limit = self.model.max_position_embeddings
+        needed = self.data.max_prompt_tokens + self.rollout.max_response_tokens
+        if limit is not None and needed > limit:
+            raise ValueError(
+                f"data.max_prompt_tokens + rollout.max_response_tokens = {needed} exceeds "
+                f"model.max_position_embeddings ({limit})"
+            )
+        if needed > self.learner.micro_batch_tokens:
+            raise ValueError(
+                f"learner.micro_batch_tokens ({self.learner.micro_batch_tokens}) must hold one "
+                f"whole prompt + response ({needed} tokens)"
+            )
+        return self

@@ -1,0 +1,60 @@
+"""Reads data sets with Hugging Face `datasets` (local JSONL/JSON/Parquet or a hub name).
+
+Problems are reported with the file and the 1-based row, e.g. `train.jsonl row 17: field
+'dataset': unknown verifier 'mth'`.
+"""
+
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from olmorl.data.rl_rows import RLRow, RowError, validate_rl_row
+
+RowT = TypeVar("RowT")
+
+_LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """A data set that cannot be used; the message names the file (and row)."""
+
+
+def read_rows(source: str, split: str = "train") -> "datasets.Dataset":  # noqa: F821
+    """Opens one data source: a local file by extension, otherwise a hub data set name."""
+    import datasets
+
+    path = Path(source)
+    builder = _LOCAL_FORMATS.get(path.suffix.lower())
+    try:
+        if builder is not None:
+            if not path.is_file():
+                raise DataError(f"{source}: no such file")
+            return datasets.load_dataset(builder, data_files=str(path), split="train")
+        if path.exists():
+            raise DataError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
+        return datasets.load_dataset(source, split=split)
+    except DataError:
+        raise
+    except Exception as e:  # datasets raises many types; keep the cause but name the source
+        raise DataError(f"{source}: cannot read: {type(e).__name__}: {e}") from e
+
+
+def load_validated(
+    sources: Sequence[str], validate: Callable[[dict], RowT], split: str = "train"
+) -> list[RowT]:
+    """Reads every source and validates every row, stopping at the first bad one."""
+    rows: list[RowT] = []
+    for source in sources:
+        for index, row in enumerate(read_rows(source, split)):
+            try:
+                rows.append(validate(row))
+            except RowError as e:
+                raise DataError(f"{source} row {index + 1}: {e}") from None
+    return rows
+
+
+def load_rl_rows(
+    sources: Sequence[str], known_verifiers: Collection[str] | None = None, split: str = "train"
+) -> list[RLRow]:
+    """All RL rows of `sources`, validated against the Dolci schema and the known verifiers."""
+    return load_validated(sources, lambda row: validate_rl_row(row, known_verifiers), split)

@@ -1,0 +1,74 @@
+"""Small synthetic RL data sets for tests and tiny recipes, in the Dolci row schema.
+
+- `target-token`: "Write the word t5." rewarded by the `contains` verifier. A randomly initialised
+  tiny model can learn it from RL alone (the tiny tokenizer makes t0..t63 single tokens).
+- `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier.
+"""
+
+import json
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import sympy
+
+from olmorl.io import atomic_write_text
+
+MAX_TARGETS = 64
+"""The tiny tokenizer has whole-word tokens t0..t63."""
+
+SYNTHETIC_SETS = ("target-token", "arithmetic")
+
+
+def target_token_rows(n: int, num_targets: int = 8, seed: int = 0) -> list[dict]:
+    if not 1 <= num_targets <= MAX_TARGETS:
+        raise ValueError(f"num_targets must be in [1, {MAX_TARGETS}], got {num_targets}")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = f"t{rng.randrange(num_targets)}"
+        rows.append(_row(f"Write the word {word}.", word, "contains"))
+    return rows
+
+
+def arithmetic_rows(n: int, max_operand: int = 20, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        expression = _fraction_sum(rng, max_operand) if rng.random() < 0.25 else _integer_expression(rng, max_operand)
+        # rational=True keeps 1/3 exact instead of 0.333..., so the label is \frac{1}{3}.
+        answer = sympy.latex(sympy.sympify(expression, rational=True))
+        prompt = f"What is {expression}? Put the final answer in \\boxed{{}}."
+        rows.append(_row(prompt, answer, "math"))
+    return rows
+
+
+def build_synthetic_rows(kind: str, n: int, seed: int = 0, **options: int) -> list[dict]:
+    if kind == "target-token":
+        return target_token_rows(n, seed=seed, **options)
+    if kind == "arithmetic":
+        return arithmetic_rows(n, seed=seed, **options)
+    raise ValueError(f"unknown synthetic set {kind!r}; choose one of {', '.join(SYNTHETIC_SETS)}")
+
+
+def write_jsonl(rows: Iterable[Mapping], path: str | Path) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _row(prompt: str, ground_truth: str, dataset: str) -> dict:
+    return {"messages": [{"role": "user", "content": prompt}], "ground_truth": ground_truth, "dataset": dataset}
+
+
+def _integer_expression(rng: random.Random, max_operand: int) -> str:
+    operands = [rng.randint(1, max_operand) for _ in range(rng.choice((2, 3)))]
+    operators = [rng.choice("+-*") for _ in operands[1:]]
+    parts = [str(operands[0])]
+    for op, value in zip(operators, operands[1:]):
+        parts += [op, str(value)]
+    return " ".join(parts)
+
+
+def _fraction_sum(rng: random.Random, max_operand: int) -> str:
+    a, b = rng.randint(1, max_operand), rng.randint(2, max_operand)
+    c, d = rng.randint(1, max_operand), rng.randint(2, max_operand)
+    return f"{a}/{b} + {c}/{d}"
