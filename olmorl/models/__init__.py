@@ -1,0 +1,1 @@
+"""Tiny Olmo 3 style models and tokenizer, built locally for tests and toy runs."""
