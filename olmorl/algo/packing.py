@@ -1,0 +1,136 @@
+"""Sequence packing: many trajectories per row, attention kept within each document.
+
+`pack_trajectories` bins trajectories into rows by first-fit-decreasing; each row is one
+micro-batch of shape [1, T] whose position ids restart at 0 per document. `unpack` maps per-token
+results back to the trajectories in their original order.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from olmorl.algo.masks import TrajectoryTokens
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """Several trajectories laid end to end in one row."""
+
+    input_ids: Tensor
+    """Token ids of all documents, # [T] int64."""
+    position_ids: Tensor
+    """Position within its own document, restarting at 0, # [T] int64."""
+    loss_mask: Tensor
+    """True on tokens that enter the loss, # [T] bool."""
+    sampler_logprobs: Tensor
+    """vLLM logprob on loss tokens, 0 elsewhere, # [T] float32."""
+    advantages: Tensor
+    """Advantage on loss tokens, 0 elsewhere, # [T] float32."""
+    seq_lens: tuple[int, ...]
+    """Length of each document, in row order."""
+    trajectory_indices: tuple[int, ...]
+    """Index of each document in the list given to `pack_trajectories`, in row order."""
+
+    def __len__(self) -> int:
+        return self.input_ids.numel()
+
+    @property
+    def cu_seqlens(self) -> Tensor:
+        """Document boundaries [0, l0, l0+l1, ...] for varlen attention kernels, # [D+1]."""
+        return torch.tensor([0, *self.seq_lens], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return int(self.loss_mask.sum())
+
+    def model_inputs(self) -> dict[str, Tensor | bool]:
+        """Keyword arguments for a Hugging Face causal LM forward over this row as a [1, T] batch.
+
+        transformers ≥ 5 turns position ids that restart at 0 into a block-diagonal causal mask
+        (`find_packed_sequence_indices`), for full and sliding-window layers alike, but only when
+        attention_mask is None and there is no KV cache. Olmo3 creates a cache whenever use_cache
+        is on (its config default), and attention then silently crosses documents; hence
+        use_cache=False here, which tests/unit/test_algo_packing.py checks against unpacked runs.
+        """
+        return {
+            "input_ids": self.input_ids.unsqueeze(0),  # [1, T]
+            "position_ids": self.position_ids.unsqueeze(0),  # [1, T]
+            "use_cache": False,
+        }
+
+
+def pack_trajectories(
+    trajectories: Sequence[TrajectoryTokens], max_tokens_per_row: int
+) -> list[PackedRow]:
+    """Pack every trajectory into exactly one row of at most max_tokens_per_row tokens.
+
+    First-fit-decreasing: longest first, each into the first row with room. Nothing is dropped;
+    a trajectory longer than the budget is an error, not a silent truncation.
+    """
+    too_long = [i for i, t in enumerate(trajectories) if len(t) > max_tokens_per_row]
+    if too_long:
+        raise ValueError(
+            f"trajectory {too_long[0]} has {len(trajectories[too_long[0]])} tokens, more than "
+            f"max_tokens_per_row={max_tokens_per_row} ({len(too_long)} such trajectories); "
+            "raise the row budget or cap the response length"
+        )
+    bins: list[list[int]] = []
+    bin_tokens: list[int] = []
+    # sorted() is stable, so equal lengths keep their original order: packing is deterministic.
+    for index in sorted(range(len(trajectories)), key=lambda i: -len(trajectories[i])):
+        length = len(trajectories[index])
+        row = next(
+            (r for r, used in enumerate(bin_tokens) if used + length <= max_tokens_per_row), None
+        )
+        if row is None:
+            bins.append([])
+            bin_tokens.append(0)
+            row = len(bins) - 1
+        bins[row].append(index)
+        bin_tokens[row] += length
+    return [_concatenate([trajectories[i] for i in indices], tuple(indices)) for indices in bins]
+
+
+def _concatenate(docs: Sequence[TrajectoryTokens], indices: tuple[int, ...]) -> PackedRow:
+    return PackedRow(
+        input_ids=torch.cat([d.input_ids for d in docs]),
+        position_ids=torch.cat([torch.arange(len(d)) for d in docs]),
+        loss_mask=torch.cat([d.loss_mask for d in docs]),
+        sampler_logprobs=torch.cat([d.sampler_logprobs for d in docs]),
+        advantages=torch.cat([d.advantages for d in docs]),
+        seq_lens=tuple(len(d) for d in docs),
+        trajectory_indices=indices,
+    )
+
+
+def unpack(rows: Sequence[PackedRow], per_row_values: Sequence[Tensor]) -> list[Tensor]:
+    """Split per-token values of each row (# [T] or [1, T]) back into trajectories, in order."""
+    pieces_by_index: dict[int, Tensor] = {}
+    for row, values in zip(rows, per_row_values, strict=True):
+        pieces = values.reshape(-1).split(list(row.seq_lens))
+        pieces_by_index.update(zip(row.trajectory_indices, pieces, strict=True))
+    if sorted(pieces_by_index) != list(range(len(pieces_by_index))):
+        raise ValueError(
+            "rows do not hold trajectories 0..n-1: pass every row of one pack_trajectories call"
+        )
+    return [pieces_by_index[i] for i in range(len(pieces_by_index))]
+
+
+def split_rows(rows: Sequence[PackedRow], num_parts: int) -> list[list[PackedRow]]:
+    """Deal rows to num_parts ranks or micro-batch groups, balancing tokens; every row lands once.
+
+    Parts may get different numbers of rows; a rank that runs out must step with an all-masked
+    row rather than the step dropping the leftover rows (design §5).
+    """
+    if num_parts < 1:
+        raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+    parts: list[list[PackedRow]] = [[] for _ in range(num_parts)]
+    part_tokens = [0] * num_parts
+    # Longest-processing-time greedy: each row, longest first, to the least loaded part.
+    for row in sorted(rows, key=len, reverse=True):
+        lightest = min(range(num_parts), key=part_tokens.__getitem__)
+        parts[lightest].append(row)
+        part_tokens[lightest] += len(row)
+    return parts
