@@ -53,7 +53,17 @@ def rl(
     typer.echo(f"config ok; resolved config written to {resolved}")
     if dry_run:
         return
-    raise _fail("the distributed RL loop is not in this version of olmorl yet; use --dry-run")
+    from olmorl.data.loading import DataError
+    from olmorl.rl.loop import run_rl
+
+    try:
+        result = run_rl(cfg, run_dir)
+    except DataError as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"run directory: {result.run_dir}")
+    typer.echo(f"metrics:       {result.metrics}")
+    typer.echo(f"reward plot:   {result.plot}")
+    typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
 
 
 @app.command("tiny-model")

@@ -1,0 +1,38 @@
+"""Hugging Face checkpoints written atomically: a temporary directory, then one rename.
+
+A crash mid-write leaves the previous checkpoint intact and a `.tmp-*` directory to ignore.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from torch import Tensor
+from transformers import AutoTokenizer, GenerationConfig, PretrainedConfig
+from safetensors.torch import save_file
+
+
+def write_hf_checkpoint(
+    state: dict[str, Tensor], config: PretrainedConfig, source: str, out_dir: str | Path
+) -> Path:
+    """Saves weights, config, generation config and the source model's tokenizer to `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".tmp-{out_dir.name}-"))
+    try:
+        config = config.__class__.from_dict(config.to_dict())
+        config.use_cache = True  # the learner turns the cache off; inference wants it
+        config.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp / "model.safetensors", metadata={"format": "pt"})
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
+        try:
+            GenerationConfig.from_pretrained(source).save_pretrained(tmp)
+        except OSError:
+            pass  # a checkpoint without generation_config.json is still loadable
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,1 @@
+"""The RL loop: prompts → rollout actors → verifiers → advantages → learners → weight sync."""

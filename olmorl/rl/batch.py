@@ -1,0 +1,75 @@
+"""From scored groups to the learners' mini-batches: shaping, advantages, filtering, packing.
+
+Pure: no Ray, no vLLM. The step's statistics (reward, length, truncation, filtered groups) come
+back with the batch for the metrics log.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from olmorl.algo import build_trajectory_tokens, group_advantages, pack_trajectories, zero_variance_groups
+from olmorl.config import AlgorithmConfig
+from olmorl.learner.batch import MiniBatch, shard_rows
+from olmorl.rl.types import ScoredGroup
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    per_rank: list[list[MiniBatch]]
+    """per_rank[r] is rank r's list of mini-batches, one per optimizer step; empty if all filtered."""
+    stats: dict[str, float]
+    """Step statistics over every sampled group, before filtering."""
+
+
+def build_step_batch(
+    groups: Sequence[ScoredGroup], algo: AlgorithmConfig, world_size: int, micro_batch_tokens: int
+) -> StepBatch:
+    completions = [c for g in groups for c in g.group.completions]
+    rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float64)  # [G, n]
+    truncated = torch.tensor([[c.truncated for c in g.group.completions] for g in groups])  # [G, n]
+    shaped = rewards - algo.truncation_penalty * truncated
+    advantages = group_advantages(shaped, normalize_std=algo.normalize_advantage_std)  # [G, n]
+    degenerate = (
+        zero_variance_groups(shaped) if algo.filter_zero_variance else torch.zeros(len(groups), dtype=torch.bool)
+    )
+    kept = [i for i in range(len(groups)) if not degenerate[i]]
+    stats = {
+        "reward": float(rewards.mean()),
+        "response_tokens": sum(len(c.token_ids) for c in completions) / len(completions),
+        "truncation_rate": float(truncated.float().mean()),
+        "groups_filtered": float(degenerate.sum()),
+        "groups_trained": float(len(kept)),
+        **{
+            f"reward/{name}": sum(sum(g.verifier_scores.get(name, ())) for g in groups) / len(completions)
+            for name in sorted({n for g in groups for n in g.verifier_scores})
+        },
+    }
+    if not kept:
+        return StepBatch(per_rank=[[] for _ in range(world_size)], stats=stats)
+    num_mini = min(algo.num_mini_batches, len(kept))
+    per_rank: list[list[MiniBatch]] = [[] for _ in range(world_size)]
+    for chunk in _split_evenly(kept, num_mini):
+        trajectories = [
+            build_trajectory_tokens(groups[g].group.prompt_ids, c.token_ids, c.logprobs, float(advantages[g, j]))
+            for g in chunk
+            for j, c in enumerate(groups[g].group.completions)
+            if not (algo.mask_truncated and c.truncated)
+        ]
+        if not trajectories:
+            continue
+        for rank, mini_batch in enumerate(shard_rows(pack_trajectories(trajectories, micro_batch_tokens), world_size)):
+            per_rank[rank].append(mini_batch)
+    stats["loss_tokens"] = float(sum(mb.total_loss_tokens for mb in per_rank[0]))
+    return StepBatch(per_rank=per_rank, stats=stats)
+
+
+def _split_evenly(items: list[int], parts: int) -> list[list[int]]:
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for part in range(parts):
+        end = start + size + (part < extra)
+        out.append(items[start:end])
+        start = end
+    return out

@@ -1,0 +1,106 @@
+"""`olmorl rl`: the synchronous OlmoRL loop, one named step after another.
+
+Each step: draw prompts → sample groups on the rollout engines and score them → advantages and
+zero-variance filtering → one optimizer step per mini-batch on the learners → push the new weights
+to every engine. Outputs go to the run directory: metrics.jsonl, checkpoints/, reward.png.
+"""
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from olmorl.config import RLConfig
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    """Where everything below lives."""
+    metrics: Path
+    """One JSON object per step."""
+    plot: Path
+    """Reward and response length per step."""
+    checkpoints: tuple[Path, ...]
+    """Hugging Face checkpoints, oldest first; the last is the final model."""
+
+
+def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
+    import ray
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from olmorl.data.loading import load_rl_rows
+    from olmorl.data.prompts import render_prompts
+    from olmorl.rl.batch import build_step_batch
+    from olmorl.rl.cluster import RLCluster
+    from olmorl.rl.metrics import PLOT_NAME, MetricsLog, plot_metrics
+    from olmorl.rl.prompts import PromptSampler
+    from verifiers import available_verifiers
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
+    rows = load_rl_rows(cfg.data.train, known_verifiers=available_verifiers(), split=cfg.data.split)
+    prompt_ids = render_prompts(rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, ",".join(cfg.data.train))
+    row_dicts = [{"messages": list(r.messages), "ground_truth": r.ground_truth, "dataset": r.dataset} for r in rows]
+    verifier_names = sorted({name for r in rows for name in r.verifier_names})
+    sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
+
+    started_ray = _init_ray(cfg)
+    cluster = RLCluster(cfg, verifier_names)
+    log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
+    checkpoints: list[Path] = []
+    try:
+        cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
+        bar = tqdm(range(1, cfg.run.steps + 1), desc="olmorl rl", unit="step", dynamic_ncols=True)
+        for step in bar:
+            t_start = time.perf_counter()
+            indices = sampler.take(cfg.algo.prompts_per_step)
+            seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in indices}
+            groups = cluster.rollout(
+                {i: prompt_ids[i] for i in indices}, {i: row_dicts[i] for i in indices}, seeds, tokenizer
+            )
+            t_generated = time.perf_counter()
+            batch = build_step_batch(groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens)
+            learner_metrics = cluster.train(batch) if batch.per_rank[0] else {}
+            t_trained = time.perf_counter()
+            version = cluster.push_weights()
+            t_synced = time.perf_counter()
+            generated = sum(len(c.token_ids) for g in groups for c in g.group.completions)
+            metrics = {
+                **batch.stats,
+                **learner_metrics,
+                "policy_version": version,
+                "time/step": t_synced - t_start,
+                "time/generate_and_score": t_generated - t_start,
+                "time/train": t_trained - t_generated,
+                "time/weight_sync": t_synced - t_trained,
+                "rollout_tokens_per_s": generated / (t_generated - t_start),
+                "tokens_per_s": generated / (t_synced - t_start),
+            }
+            log.log(step, metrics)
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
+            if step == cfg.run.steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
+                checkpoints.append(cluster.save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}"))
+    finally:
+        log.close()
+        cluster.shutdown()
+        if started_ray:
+            ray.shutdown()
+    plot = plot_metrics(log.path, run_dir / PLOT_NAME)
+    return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
+
+
+def _init_ray(cfg: RLConfig) -> bool:
+    """Joins the cluster `ray job submit` (or RAY_ADDRESS) names, else starts a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return False
+    # Logical CPUs: every actor asks for one, and a laptop may have fewer cores than actors.
+    actors = cfg.rollout.num_actors + cfg.learner.num_workers
+    ray.init(num_cpus=max(os.cpu_count() or 1, actors), include_dashboard=False)
+    return True

@@ -1,0 +1,29 @@
+"""The order prompts are drawn in: a seeded permutation per epoch, so a seed fixes the order."""
+
+import random
+
+
+class PromptSampler:
+    def __init__(self, num_prompts: int, seed: int, shuffle: bool = True):
+        if num_prompts < 1:
+            raise ValueError("the training data holds no prompts")
+        self.num_prompts, self.seed, self.shuffle = num_prompts, seed, shuffle
+        self.epoch, self.position = 0, 0
+        self._order = self._permutation()
+
+    def take(self, count: int) -> list[int]:
+        """The next `count` prompt indices, crossing into the next epoch when one runs out."""
+        taken = []
+        while len(taken) < count:
+            if self.position == self.num_prompts:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._permutation()
+            taken.append(self._order[self.position])
+            self.position += 1
+        return taken
+
+    def _permutation(self) -> list[int]:
+        order = list(range(self.num_prompts))
+        if self.shuffle:
+            random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
+        return order

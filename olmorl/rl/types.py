@@ -1,0 +1,45 @@
+"""Messages between the RL loop's actors: frozen, documented, carrying the policy version."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled response."""
+
+    token_ids: tuple[int, ...]
+    """Generated token ids, the stop token included when generation ended on it."""
+    logprobs: tuple[float, ...]
+    """vLLM's logprob of each generated token, of the temperature-processed distribution."""
+    finish_reason: str
+    """`stop` (end of turn or text) or `length` (hit the response limit)."""
+    policy_version: int
+    """Version of the weights the engine held when the response finished."""
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@dataclass(frozen=True)
+class PromptGroup:
+    """The `group_size` responses to one prompt."""
+
+    prompt_index: int
+    """Position of the prompt in the training data."""
+    prompt_ids: tuple[int, ...]
+    """The prompt's token ids after the chat template."""
+    completions: tuple[Completion, ...]
+    """The sampled responses."""
+
+
+@dataclass(frozen=True)
+class ScoredGroup:
+    """A group with the verifiers' rewards, one per completion."""
+
+    group: PromptGroup
+    """The prompt and its responses."""
+    rewards: tuple[float, ...]
+    """Each response's reward (weighted sum over the row's verifiers)."""
+    verifier_scores: dict[str, tuple[float, ...]]
+    """Per verifier, each response's score, for per-verifier reward curves."""

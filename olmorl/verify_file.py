@@ -1,0 +1,91 @@
+"""`olmorl verify`: score a JSONL file of responses with the verifiers each row names.
+
+Each output row is the input row with `score` and `reason` added; the summary gives, per
+verifier, the row count, mean score and the count of each reason.
+"""
+
+import asyncio
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from olmorl.io import atomic_write_text
+
+
+class VerifyInputError(ValueError):
+    """The input file or one of its rows cannot be scored; the message names file and row."""
+
+
+def verify_file(path: Path, out: Path | None = None) -> str:
+    rows = _read_rows(path)
+    results = asyncio.run(_score_rows(rows, path))
+    if out is not None:
+        scored = [{**row, "score": r.score, "reason": _reason(r)} for row, r in zip(rows, results)]
+        atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in scored))
+    return _summary(results)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise VerifyInputError(f"{path}: cannot read: {e.strerror}") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise VerifyInputError(f"{path} row {number}: not JSON: {e.msg}") from None
+        missing = [k for k in ("dataset", "ground_truth", "response") if k not in row]
+        if missing:
+            raise VerifyInputError(f"{path} row {number}: missing field '{missing[0]}'")
+        rows.append(row)
+    return rows
+
+
+async def _score_rows(rows: list[dict], path: Path) -> list["RowScore"]:  # noqa: F821
+    from tqdm import tqdm
+
+    from verifiers import build_verifier, score_row
+    from verifiers.scoring import pair_labels
+
+    verifiers = {}
+    try:
+        for number, row in enumerate(rows, start=1):
+            try:
+                for name, _ in pair_labels(row["dataset"], row["ground_truth"]):
+                    if name not in verifiers:
+                        verifiers[name] = build_verifier(name)
+            except ValueError as e:
+                raise VerifyInputError(f"{path} row {number}: {e}") from None
+        return [
+            await score_row(row, str(row["response"]), verifiers)
+            for row in tqdm(rows, desc="verify", unit="row", disable=len(rows) < 50)
+        ]
+    finally:
+        for verifier in verifiers.values():
+            verifier.close()
+
+
+def _reason(result) -> str:
+    """One verifier: its reason; several: `name:reason` pairs."""
+    if len(result.reasons) == 1:
+        return next(iter(result.reasons.values()))
+    return ",".join(f"{name}:{reason}" for name, reason in result.reasons.items())
+
+
+def _summary(results) -> str:
+    scores: dict[str, list[float]] = defaultdict(list)
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    for result in results:
+        for name, score in result.per_verifier.items():
+            scores[name].append(score)
+            reasons[name][result.reasons[name]] += 1
+    lines = [f"{len(results)} rows scored"]
+    for name in sorted(scores):
+        detail = ", ".join(f"{r}={c}" for r, c in reasons[name].most_common())
+        mean = sum(scores[name]) / len(scores[name])
+        lines.append(f"  {name:<12} rows={len(scores[name]):<6} mean={mean:.3f}  ({detail})")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`ray job submit` of a tiny recipe against a head started with `ray start --head`.
+
+The head runs with `--block` in a child process, so stopping it stops exactly this head and
+not the Ray cluster the other integration tests share.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
+    dashboard = free_port()
+    head = subprocess.Popen(
+        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=4",
+         "--include-dashboard=true", f"--dashboard-port={dashboard}", "--disable-usage-stats",
+         f"--temp-dir={tmp_path / 'ray'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        _wait_for_job_server(address, env)
+        out = tmp_path / "runs"
+        submit = subprocess.run(
+            ["bash", str(REPO / "launch" / "submit.sh"), "rl", "recipes/tiny/rl_math.yaml",
+             "run.steps=2", "run.name=job", f"model.path={tiny_model_dir}"],
+            env={**env, "RAY_ADDRESS": address, "OLMORL_OUTPUT_DIR": str(out)},
+            capture_output=True, text=True, timeout=540,
+        )
+        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+        assert "succeeded" in submit.stdout
+        steps = [json.loads(line)["step"] for line in (out / "job" / "metrics.jsonl").read_text().splitlines()]
+        assert steps == [1, 2]
+        assert (out / "job" / "checkpoints" / "step_000002" / "model.safetensors").is_file()
+        assert (out / "job" / "config.yaml").is_file()
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
+
+
+def _wait_for_job_server(address: str, env: dict, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["ray", "job", "list", "--address", address], env=env, capture_output=True)
+        if probe.returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"Ray's job server at {address} did not come up in {timeout} s")
