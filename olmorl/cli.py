@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make and check data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+bench_app = typer.Typer(help="Throughput benchmarks, as ratios against a baseline in the same run.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 
 def _options_epilog(config_class) -> str:
@@ -49,9 +51,8 @@ def rl(
     except ConfigError as e:
         raise _fail(str(e)) from None
     run_dir = Path(cfg.run.output_dir) / (cfg.run.name or _default_run_name(config))
-    resolved = write_resolved_config(cfg, run_dir)
-    typer.echo(f"config ok; resolved config written to {resolved}")
     if dry_run:
+        typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
         return
     from olmorl.data.loading import DataError
     from olmorl.rl.loop import run_rl
@@ -95,6 +96,23 @@ def verify(
     except VerifyInputError as e:
         raise _fail(str(e)) from None
     typer.echo(summary)
+
+
+@bench_app.command("rollout")
+def bench_rollout(
+    config: Annotated[Path, typer.Argument(help="Recipe YAML whose model, data and sampling settings to use.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides.")] = None,
+    prompts: Annotated[int, typer.Option(help="Prompts to generate for (each a group of algo.group_size).")] = 256,
+) -> None:
+    """Rollout tokens/s of the RL loop's actors against vLLM alone on the same work."""
+    try:
+        cfg = load_config(RLConfig, config, overrides or [])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    from olmorl.bench.rollout import bench_rollout as run_bench
+    from olmorl.bench.rollout import format_table
+
+    typer.echo(format_table(run_bench(cfg, prompts)))
 
 
 @data_app.command("synth")

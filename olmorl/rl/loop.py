@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from olmorl.config import RLConfig
+from olmorl.config import RLConfig, write_resolved_config
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,13 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
-    started_ray = _init_ray(cfg)
-    cluster = RLCluster(cfg, verifier_names)
+    write_resolved_config(cfg, run_dir)
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
+    started_ray = init_ray(cfg)
+    cluster = None
     checkpoints: list[Path] = []
     try:
+        cluster = RLCluster(cfg, verifier_names)
         cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
         bar = tqdm(range(1, cfg.run.steps + 1), desc="olmorl rl", unit="step", dynamic_ncols=True)
         for step in bar:
@@ -84,14 +86,15 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
                 checkpoints.append(cluster.save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}"))
     finally:
         log.close()
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
         if started_ray:
             ray.shutdown()
     plot = plot_metrics(log.path, run_dir / PLOT_NAME)
     return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
 
 
-def _init_ray(cfg: RLConfig) -> bool:
+def init_ray(cfg: RLConfig) -> bool:
     """Joins the cluster `ray job submit` (or RAY_ADDRESS) names, else starts a local one."""
     import ray
 

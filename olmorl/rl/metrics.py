@@ -14,6 +14,7 @@ class MetricsLog:
     """Appends one JSON object per step to `run_dir/metrics.jsonl` (and to wandb when enabled)."""
 
     def __init__(self, run_dir: Path, run: RunConfig, config: Mapping):
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / METRICS_NAME
         self._file = self.path.open("a")
         self._wandb = None

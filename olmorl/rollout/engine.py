@@ -5,6 +5,7 @@ A plain class with async methods; `ray.remote(RolloutEngine)` makes it an async 
 vLLM's continuous batching, so a finished request frees its slots for the next at once.
 """
 
+import gc
 import os
 import tempfile
 import uuid
@@ -14,6 +15,21 @@ from olmorl.config import ModelConfig, RolloutConfig
 from olmorl.rl.types import Completion
 
 _EXTENSION = "olmorl.rollout.cpu_weight_transfer.WeightTransferExtension"
+
+
+def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
+    """The sampling settings of one group: n responses with the logprob of each sampled token."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=n,
+        max_tokens=rollout.max_response_tokens,
+        temperature=rollout.temperature,
+        top_p=rollout.top_p,
+        logprobs=0,
+        seed=seed,
+        **extra,
+    )
 
 
 class RolloutEngine:
@@ -51,18 +67,9 @@ class RolloutEngine:
 
     async def generate(self, prompt_ids: list[int], n: int, seed: int | None = None) -> list[Completion]:
         """Samples n responses to one prompt, with the logprob of every sampled token."""
-        from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        params = SamplingParams(
-            n=n,
-            max_tokens=self.rollout.max_response_tokens,
-            temperature=self.rollout.temperature,
-            top_p=self.rollout.top_p,
-            logprobs=0,
-            seed=seed,
-            output_kind=RequestOutputKind.FINAL_ONLY,
-        )
+        params = sampling_params(self.rollout, n, seed, output_kind=RequestOutputKind.FINAL_ONLY)
         final = None
         async for output in self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex):
             final = output
@@ -112,4 +119,6 @@ class RolloutEngine:
     async def shutdown(self) -> None:
         if self.llm is not None:
             self.llm.shutdown()
+            # Collect it now: AsyncLLM.__del__ at interpreter teardown fails noisily.
             self.llm = None
+            gc.collect()

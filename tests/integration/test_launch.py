@@ -6,9 +6,11 @@ not the Ray cluster the other integration tests share.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +31,19 @@ def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
     dashboard = free_port()
+    # Ray's unix sockets live under --temp-dir, and socket paths may not exceed ~107 bytes: a
+    # pytest tmp_path is too deep, so the head gets a short directory of its own.
+    ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    head_log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen(
         [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=4",
          "--include-dashboard=true", f"--dashboard-port={dashboard}", "--disable-usage-stats",
-         f"--temp-dir={tmp_path / 'ray'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         f"--temp-dir={ray_dir}"],
+        env=env, stdout=head_log, stderr=subprocess.STDOUT,
     )
     address = f"http://127.0.0.1:{dashboard}"
     try:
-        _wait_for_job_server(address, env)
+        _wait_for_job_server(address, env, head, tmp_path / "head.log")
         out = tmp_path / "runs"
         submit = subprocess.run(
             ["bash", str(REPO / "launch" / "submit.sh"), "rl", "recipes/tiny/rl_math.yaml",
@@ -53,12 +59,16 @@ def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
         assert (out / "job" / "config.yaml").is_file()
     finally:
         head.terminate()
-        head.wait(timeout=60)
+        head.wait(timeout=90)
+        head_log.close()
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
-def _wait_for_job_server(address: str, env: dict, timeout: float = 120) -> None:
+def _wait_for_job_server(address: str, env: dict, head: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {head.returncode}:\n{log.read_text()[-3000:]}")
         probe = subprocess.run(["ray", "job", "list", "--address", address], env=env, capture_output=True)
         if probe.returncode == 0:
             return

@@ -61,6 +61,7 @@ def test_every_parameter_changed(target_token_run, tiny_model_dir):
 def test_run_outputs(target_token_run):
     run_dir = target_token_run.run_dir
     assert target_token_run.plot.stat().st_size > 0
+    assert "clip_high: 0.272" in (run_dir / "config.yaml").read_text()
     record = records(target_token_run)[-1]  # a trained step: the learner's metrics are there too
     for key in ("reward/contains", "response_tokens", "truncation_rate", "clip_low_fraction", "logprob_mismatch",
                 "mismatch_kl", "tis_capped_fraction", "entropy", "time/step", "tokens_per_s", "groups_filtered"):
@@ -93,8 +94,14 @@ def test_checkpoint_loads_in_transformers_and_vllm(ray_cluster, target_token_run
     assert diff < 1e-4
 
 
-def test_math_run_logs_math_reward(ray_cluster, tiny_model_dir, tmp_path):
-    result = run_recipe("rl_math.yaml", tiny_model_dir, tmp_path, "run.steps=3")
+def test_math_run_with_mini_batches_and_offline_wandb(ray_cluster, tiny_model_dir, tmp_path):
+    result = run_recipe(
+        "rl_math.yaml", tiny_model_dir, tmp_path, "run.steps=3", "algo.num_mini_batches=2",
+        "algo.filter_zero_variance=false", "run.wandb.enabled=true", "run.wandb.mode=offline",
+    )
     logged = records(result)
     assert [r["step"] for r in logged] == [1, 2, 3]
     assert all("reward/math" in r and 0.0 <= r["reward/math"] <= 1.0 for r in logged)
+    # Two optimizer steps per rollout batch: the policy version advances by two each step.
+    assert [r["policy_version"] for r in logged] == [2, 4, 6]
+    assert list((result.run_dir / "wandb").glob("offline-run-*"))

@@ -1,0 +1,1 @@
+"""`olmorl bench …`: throughput measured against a baseline in the same run, reported as ratios."""
