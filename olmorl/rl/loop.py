@@ -15,6 +15,14 @@ from olmorl.config import RLConfig, write_resolved_config
 
 
 @dataclass(frozen=True)
+class Prompt:
+    token_ids: list[int]
+    """The prompt after the chat template (or plain format), tokenized."""
+    row: dict
+    """The data row the verifiers see (messages, ground_truth, dataset)."""
+
+
+@dataclass(frozen=True)
 class RunResult:
     run_dir: Path
     """Where everything below lives."""
@@ -33,7 +41,6 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
 
     from olmorl.data.loading import load_rl_rows
     from olmorl.data.prompts import render_prompts
-    from olmorl.rl.batch import build_step_batch
     from olmorl.rl.cluster import RLCluster
     from olmorl.rl.metrics import PLOT_NAME, MetricsLog, plot_metrics
     from olmorl.rl.prompts import PromptSampler
@@ -42,7 +49,10 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows = load_rl_rows(cfg.data.train, known_verifiers=available_verifiers(), split=cfg.data.split)
     prompt_ids = render_prompts(rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, ",".join(cfg.data.train))
-    row_dicts = [{"messages": list(r.messages), "ground_truth": r.ground_truth, "dataset": r.dataset} for r in rows]
+    prompts = [
+        Prompt(ids, {"messages": list(r.messages), "ground_truth": r.ground_truth, "dataset": r.dataset})
+        for ids, r in zip(prompt_ids, rows)
+    ]
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
@@ -56,30 +66,8 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
         cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
         bar = tqdm(range(1, cfg.run.steps + 1), desc="olmorl rl", unit="step", dynamic_ncols=True)
         for step in bar:
-            t_start = time.perf_counter()
             indices = sampler.take(cfg.algo.prompts_per_step)
-            seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in indices}
-            groups = cluster.rollout(
-                {i: prompt_ids[i] for i in indices}, {i: row_dicts[i] for i in indices}, seeds, tokenizer
-            )
-            t_generated = time.perf_counter()
-            batch = build_step_batch(groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens)
-            learner_metrics = cluster.train(batch) if batch.per_rank[0] else {}
-            t_trained = time.perf_counter()
-            version = cluster.push_weights()
-            t_synced = time.perf_counter()
-            generated = sum(len(c.token_ids) for g in groups for c in g.group.completions)
-            metrics = {
-                **batch.stats,
-                **learner_metrics,
-                "policy_version": version,
-                "time/step": t_synced - t_start,
-                "time/generate_and_score": t_generated - t_start,
-                "time/train": t_trained - t_generated,
-                "time/weight_sync": t_synced - t_trained,
-                "rollout_tokens_per_s": generated / (t_generated - t_start),
-                "tokens_per_s": generated / (t_synced - t_start),
-            }
+            metrics = train_one_step(cluster, cfg, step, {i: prompts[i] for i in indices}, tokenizer)
             log.log(step, metrics)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
             if step == cfg.run.steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
@@ -92,6 +80,36 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
             ray.shutdown()
     plot = plot_metrics(log.path, run_dir / PLOT_NAME)
     return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
+
+
+def train_one_step(cluster, cfg: RLConfig, step: int, prompts: dict[int, "Prompt"], tokenizer) -> dict[str, float]:
+    """Generate and score → build the batch → optimizer step(s) → weight push; returns the metrics."""
+    from olmorl.rl.batch import build_step_batch
+
+    t_start = time.perf_counter()
+    # Per-request seeds make a run's samples depend on (seed, step, prompt) only.
+    seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in prompts}
+    groups = cluster.rollout(
+        {i: p.token_ids for i, p in prompts.items()}, {i: p.row for i, p in prompts.items()}, seeds, tokenizer
+    )
+    t_generated = time.perf_counter()
+    batch = build_step_batch(groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens)
+    learner_metrics = cluster.train(batch) if batch.per_rank[0] else {}
+    t_trained = time.perf_counter()
+    version = cluster.push_weights()
+    t_synced = time.perf_counter()
+    generated = sum(len(c.token_ids) for g in groups for c in g.group.completions)
+    return {
+        **batch.stats,
+        **learner_metrics,
+        "policy_version": version,
+        "time/step": t_synced - t_start,
+        "time/generate_and_score": t_generated - t_start,
+        "time/train": t_trained - t_generated,
+        "time/weight_sync": t_synced - t_trained,
+        "rollout_tokens_per_s": generated / (t_generated - t_start),
+        "tokens_per_s": generated / (t_synced - t_start),
+    }
 
 
 def init_ray(cfg: RLConfig) -> bool:

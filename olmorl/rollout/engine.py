@@ -20,6 +20,12 @@ _EXTENSION = "olmorl.rollout.cpu_weight_transfer.WeightTransferExtension"
 def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
     """The sampling settings of one group: n responses with the logprob of each sampled token."""
     from vllm import SamplingParams
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        # vLLM 0.32 on CPU crashes the engine ("CPU Generator does not use offset") when a
+        # request with its own seed has a chunked prefill; CPU runs rely on the engine's seed.
+        seed = None
 
     return SamplingParams(
         n=n,

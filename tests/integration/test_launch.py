@@ -29,7 +29,9 @@ def free_port() -> int:
 
 def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
+    # A loopback-only head for this test: Ray's token authentication is switched off so the job
+    # client needs no token (a real cluster keeps it on and hands the token to its clients).
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
     dashboard = free_port()
     # Ray's unix sockets live under --temp-dir, and socket paths may not exceed ~107 bytes: a
     # pytest tmp_path is too deep, so the head gets a short directory of its own.
