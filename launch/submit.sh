@@ -5,7 +5,7 @@
 # outputs go to OLMORL_OUTPUT_DIR, which must be storage every node and you can reach.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${RAY_ADDRESS:?set RAY_ADDRESS to the cluster's dashboard, e.g. http://127.0.0.1:8265}"
+: "${RAY_ADDRESS:?set RAY_ADDRESS to the dashboard of the cluster, e.g. http://127.0.0.1:8265}"
 output_dir=${OLMORL_OUTPUT_DIR:-$PWD/runs}
 command=$1
 shift

@@ -59,7 +59,7 @@ def rl(
 
     try:
         result = run_rl(cfg, run_dir)
-    except DataError as e:
+    except (DataError, NotImplementedError) as e:
         raise _fail(str(e)) from None
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo(f"metrics:       {result.metrics}")
@@ -123,11 +123,17 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     num_targets: Annotated[int, typer.Option(help="target-token: distinct target words (≤ 64).")] = 8,
     max_operand: Annotated[int, typer.Option(help="arithmetic: largest operand.")] = 20,
+    exclusive: Annotated[
+        bool, typer.Option("--exclusive", help="target-token: forbid the other target words in the response.")
+    ] = False,
 ) -> None:
     """Write a small synthetic RL data set in the Dolci row schema."""
     from olmorl.data.synth import build_synthetic_rows, write_jsonl
 
-    options = {"num_targets": num_targets} if kind == "target-token" else {"max_operand": max_operand}
+    if kind == "target-token":
+        options = {"num_targets": num_targets, "exclusive": exclusive}
+    else:
+        options = {"max_operand": max_operand}
     try:
         rows = build_synthetic_rows(kind, n, seed=seed, **options)
     except ValueError as e:

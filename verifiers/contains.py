@@ -1,7 +1,9 @@
 """The `contains` verifier: 1.0 when the label appears in the response as a whole word.
 
-It rewards the synthetic target-token task ("Write the word t5."), on which a randomly initialised
-tiny model can learn from RL alone. Words are delimited by whitespace, punctuation or the text's ends.
+A row may also list `forbidden_words`; a response holding any of them scores 0. The synthetic
+target-token task ("Write the word t5.", the other targets forbidden) uses both, so that writing
+every target word at once earns nothing. Words are delimited by whitespace, punctuation or the
+text's ends.
 """
 
 import re
@@ -15,6 +17,8 @@ from verifiers.registry import register
 @register("contains")
 class ContainsVerifier(Verifier):
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
+        if any(contains_word(response, word) for word in row.get("forbidden_words", ())):
+            return VerifierResult(0.0, "forbidden_word")
         found = contains_word(response, label)
         return VerifierResult(1.0 if found else 0.0, "correct" if found else "wrong_answer")
 

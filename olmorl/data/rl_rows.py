@@ -5,7 +5,7 @@ of their scores, and a `ground_truth` list of the same length pairs up with it.
 """
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -27,6 +27,12 @@ class RLRow:
     """The label each verifier checks the response against."""
     dataset: str | tuple[str, ...]
     """The verifier name(s) that score this row."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """The row's other fields, passed on to the verifiers (e.g. `forbidden_words`)."""
+
+    def as_verifier_row(self) -> dict[str, Any]:
+        """The row as verifiers receive it."""
+        return {**self.extra, "messages": list(self.messages), "ground_truth": self.ground_truth, "dataset": self.dataset}
 
     @property
     def verifier_names(self) -> tuple[str, ...]:
@@ -35,9 +41,9 @@ class RLRow:
 
 def validate_rl_row(row: Mapping[str, Any], known_verifiers: Collection[str] | None = None) -> RLRow:
     """Checks one row and returns it typed; raises RowError naming the field."""
-    for field in ("messages", "ground_truth", "dataset"):
-        if field not in row or row[field] is None:
-            raise RowError(field, "missing")
+    for name in ("messages", "ground_truth", "dataset"):
+        if name not in row or row[name] is None:
+            raise RowError(name, "missing")
     messages = _messages(row["messages"])
     dataset = _names_or_labels("dataset", row["dataset"])
     ground_truth = _names_or_labels("ground_truth", row["ground_truth"])
@@ -55,7 +61,8 @@ def validate_rl_row(row: Mapping[str, Any], known_verifiers: Collection[str] | N
                 "dataset",
                 f"unknown verifier {unknown[0]!r}; known: {', '.join(sorted(known_verifiers))}",
             )
-    return RLRow(messages=messages, ground_truth=ground_truth, dataset=dataset)
+    extra = {k: v for k, v in row.items() if k not in ("messages", "ground_truth", "dataset")}
+    return RLRow(messages=messages, ground_truth=ground_truth, dataset=dataset, extra=extra)
 
 
 def _messages(value: Any) -> tuple[Mapping[str, str], ...]:
@@ -75,9 +82,9 @@ def _messages(value: Any) -> tuple[Mapping[str, str], ...]:
     return tuple({"role": m["role"], "content": m["content"]} for m in value)
 
 
-def _names_or_labels(field: str, value: Any) -> str | tuple[str, ...]:
+def _names_or_labels(name: str, value: Any) -> str | tuple[str, ...]:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) for v in value):
         return tuple(str(v) for v in value)
-    raise RowError(field, f"expected a string or a non-empty list of strings, got {value!r:.80}")
+    raise RowError(name, f"expected a string or a non-empty list of strings, got {value!r:.80}")

@@ -1,7 +1,8 @@
 """Small synthetic RL data sets for tests and tiny recipes, in the Dolci row schema.
 
 - `target-token`: "Write the word t5." rewarded by the `contains` verifier. A randomly initialised
-  tiny model can learn it from RL alone (the tiny tokenizer makes t0..t63 single tokens).
+  tiny model learns it from RL alone (the tiny tokenizer makes t0..t63 single tokens); writing
+  several target words also earns the reward unless the set is `exclusive`.
 - `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier.
 """
 
@@ -20,14 +21,19 @@ MAX_TARGETS = 64
 SYNTHETIC_SETS = ("target-token", "arithmetic")
 
 
-def target_token_rows(n: int, num_targets: int = 8, seed: int = 0) -> list[dict]:
+def target_token_rows(n: int, num_targets: int = 8, seed: int = 0, exclusive: bool = False) -> list[dict]:
+    """With `exclusive`, the other target words are forbidden, so writing them all earns nothing."""
     if not 1 <= num_targets <= MAX_TARGETS:
         raise ValueError(f"num_targets must be in [1, {MAX_TARGETS}], got {num_targets}")
     rng = random.Random(seed)
+    words = [f"t{i}" for i in range(num_targets)]
     rows = []
     for _ in range(n):
-        word = f"t{rng.randrange(num_targets)}"
-        rows.append(_row(f"Write the word {word}.", word, "contains"))
+        word = rng.choice(words)
+        row = _row(f"Write the word {word}.", word, "contains")
+        if exclusive:
+            row["forbidden_words"] = [w for w in words if w != word]
+        rows.append(row)
     return rows
 
 
@@ -43,7 +49,7 @@ def arithmetic_rows(n: int, max_operand: int = 20, seed: int = 0) -> list[dict]:
     return rows
 
 
-def build_synthetic_rows(kind: str, n: int, seed: int = 0, **options: int) -> list[dict]:
+def build_synthetic_rows(kind: str, n: int, seed: int = 0, **options: int | bool) -> list[dict]:
     if kind == "target-token":
         return target_token_rows(n, seed=seed, **options)
     if kind == "arithmetic":

@@ -46,13 +46,12 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     from olmorl.rl.prompts import PromptSampler
     from verifiers import available_verifiers
 
+    if cfg.learner.strategy.name != "fsdp2":
+        raise NotImplementedError(f"learner.strategy={cfg.learner.strategy.name} is not available for RL yet; use fsdp2")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows = load_rl_rows(cfg.data.train, known_verifiers=available_verifiers(), split=cfg.data.split)
     prompt_ids = render_prompts(rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, ",".join(cfg.data.train))
-    prompts = [
-        Prompt(ids, {"messages": list(r.messages), "ground_truth": r.ground_truth, "dataset": r.dataset})
-        for ids, r in zip(prompt_ids, rows)
-    ]
+    prompts = [Prompt(ids, r.as_verifier_row()) for ids, r in zip(prompt_ids, rows)]
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 

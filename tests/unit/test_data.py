@@ -38,6 +38,11 @@ def test_bad_rows_name_the_field(row, field, fragment):
     assert fragment in str(info.value)
 
 
+def test_extra_fields_reach_the_verifiers():
+    row = validate_rl_row(with_(forbidden_words=["t2"], id=7))
+    assert row.as_verifier_row() == {**GOOD, "forbidden_words": ["t2"], "id": 7}
+
+
 def test_lists_and_numbers_are_accepted():
     row = validate_rl_row(with_(dataset=["math", "contains"], ground_truth=[4, "t1"]))
     assert row.verifier_names == ("math", "contains")
@@ -92,6 +97,9 @@ def test_target_token_rows():
     rows = target_token_rows(100, num_targets=4, seed=0)
     assert {r["ground_truth"] for r in rows} == {"t0", "t1", "t2", "t3"}
     assert all(r["ground_truth"] in r["messages"][0]["content"] for r in rows)
+    assert all("forbidden_words" not in r for r in rows)
+    exclusive = target_token_rows(20, num_targets=4, exclusive=True)
+    assert all(set(r["forbidden_words"]) == {"t0", "t1", "t2", "t3"} - {r["ground_truth"]} for r in exclusive)
     assert rows == target_token_rows(100, num_targets=4, seed=0)
     with pytest.raises(ValueError, match=r"num_targets must be in \[1, 64\]"):
         target_token_rows(1, num_targets=65)

@@ -279,3 +279,13 @@ def test_contains_whole_word(response: str, label: str, expected: float) -> None
 def test_contains_needs_a_word() -> None:
     with pytest.raises(ValueError, match="non-empty word"):
         asyncio.run(ContainsVerifier()("anything", " ", {}))
+
+
+@pytest.mark.parametrize(
+    ("response", "expected", "reason"),
+    [("t1", 1.0, "correct"), ("t1 t2", 0.0, "forbidden_word"), ("t0t1 t3", 0.0, "forbidden_word"), ("t2x", 0.0, "wrong_answer")],
+)
+def test_contains_refuses_forbidden_words(response: str, expected: float, reason: str) -> None:
+    row = {"forbidden_words": ["t0", "t2", "t3"]}
+    result = asyncio.run(ContainsVerifier()(response, "t1", row))
+    assert (result.score, result.reason) == (expected, reason)
