@@ -4,7 +4,7 @@ recipe fails in about a second; each subcommand imports its heavy machinery only
 
 import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,14 +20,20 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make and check data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-bench_app = typer.Typer(help="Throughput benchmarks, as ratios against a baseline in the same run.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Throughput benchmarks, as ratios against a baseline in the same run.",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
 
 
 def _options_epilog(config_class) -> str:
     # "\b" stops click from re-wrapping the table.
     rows = [f"  {o.key:<44} {o.default:<10} {o.doc}" for o in config_options(config_class)]
-    return "\b\nConfig keys (set in the YAML or as KEY=VALUE overrides; default, meaning):\n" + "\n".join(rows)
+    return (
+        "\b\nConfig keys (set in the YAML or as KEY=VALUE overrides; default, meaning):\n"
+        + "\n".join(rows)
+    )
 
 
 def _fail(message: str) -> typer.Exit:
@@ -37,9 +43,11 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command(epilog=_options_epilog(RLConfig))
 def rl(
-    config: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/tiny/rl_target_token.yaml.")],
+    config: Annotated[
+        Path, typer.Argument(help="Recipe YAML, e.g. recipes/tiny/rl_target_token.yaml.")
+    ],
     overrides: Annotated[
-        Optional[list[str]], typer.Argument(help="Dotted overrides such as algo.clip_high=0.3.")
+        list[str] | None, typer.Argument(help="Dotted overrides such as algo.clip_high=0.3.")
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
@@ -86,7 +94,9 @@ def tiny_model(
 @app.command()
 def verify(
     rows: Annotated[Path, typer.Argument(help="JSONL rows with dataset, ground_truth, response.")],
-    out: Annotated[Optional[Path], typer.Option(help="Write the rows back with score and reason.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the rows back with score and reason.")
+    ] = None,
 ) -> None:
     """Score responses with the verifiers their rows name, and summarise per verifier."""
     from olmorl.verify_file import VerifyInputError, verify_file
@@ -100,9 +110,13 @@ def verify(
 
 @bench_app.command("rollout")
 def bench_rollout(
-    config: Annotated[Path, typer.Argument(help="Recipe YAML whose model, data and sampling settings to use.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides.")] = None,
-    prompts: Annotated[int, typer.Option(help="Prompts to generate for (each a group of algo.group_size).")] = 256,
+    config: Annotated[
+        Path, typer.Argument(help="Recipe YAML whose model, data and sampling settings to use.")
+    ],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+    prompts: Annotated[
+        int, typer.Option(help="Prompts to generate for (each a group of algo.group_size).")
+    ] = 256,
 ) -> None:
     """Rollout tokens/s of the RL loop's actors against vLLM alone on the same work."""
     try:
@@ -121,10 +135,15 @@ def data_synth(
     out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
     n: Annotated[int, typer.Option(help="Number of rows.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    num_targets: Annotated[int, typer.Option(help="target-token: distinct target words (≤ 64).")] = 8,
+    num_targets: Annotated[
+        int, typer.Option(help="target-token: distinct target words (≤ 64).")
+    ] = 8,
     max_operand: Annotated[int, typer.Option(help="arithmetic: largest operand.")] = 20,
     exclusive: Annotated[
-        bool, typer.Option("--exclusive", help="target-token: forbid the other target words in the response.")
+        bool,
+        typer.Option(
+            "--exclusive", help="target-token: forbid the other target words in the response."
+        ),
     ] = False,
 ) -> None:
     """Write a small synthetic RL data set in the Dolci row schema."""
@@ -143,7 +162,9 @@ def data_synth(
 
 @data_app.command("check")
 def data_check(
-    sources: Annotated[list[str], typer.Argument(help="Files (.jsonl/.json/.parquet) or hub names.")],
+    sources: Annotated[
+        list[str], typer.Argument(help="Files (.jsonl/.json/.parquet) or hub names.")
+    ],
     split: Annotated[str, typer.Option(help="Split of hub data sets.")] = "train",
 ) -> None:
     """Validate RL data sets (schema and verifier names) and count rows per verifier."""
@@ -157,7 +178,10 @@ def data_check(
     except DataError as e:
         raise _fail(str(e)) from None
     counts = Counter(name for row in rows for name in row.verifier_names)
-    typer.echo(f"{len(rows)} rows ok; per verifier: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    typer.echo(
+        f"{len(rows)} rows ok; per verifier: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    )
 
 
 def _default_run_name(config_path: Path) -> str:

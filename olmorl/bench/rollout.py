@@ -34,7 +34,9 @@ def bench_rollout(cfg: RLConfig, num_prompts: int) -> list[RolloutBenchResult]:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows = load_rl_rows(cfg.data.train, split=cfg.data.split)
     rows = [rows[i % len(rows)] for i in range(num_prompts)]
-    prompts = render_prompts(rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, "bench")
+    prompts = render_prompts(
+        rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, "bench"
+    )
     seeds = list(range(len(prompts)))
     return [_vllm_alone(cfg, prompts, seeds), _rollout_actors(cfg, prompts, seeds)]
 
@@ -43,7 +45,9 @@ def format_table(results: list[RolloutBenchResult]) -> str:
     baseline = results[0].tokens_per_s
     lines = [f"{'side':<8} {'tokens':>9} {'seconds':>8} {'tokens/s':>10} {'ratio':>6}"]
     for r in results:
-        lines.append(f"{r.name:<8} {r.tokens:>9} {r.seconds:>8.2f} {r.tokens_per_s:>10.0f} {r.tokens_per_s / baseline:>6.2f}")
+        lines.append(
+            f"{r.name:<8} {r.tokens:>9} {r.seconds:>8.2f} {r.tokens_per_s:>10.0f} {r.tokens_per_s / baseline:>6.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -75,7 +79,9 @@ def _vllm_alone(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> Ro
     return RolloutBenchResult("vllm", tokens, seconds)
 
 
-def _rollout_actors(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> RolloutBenchResult:
+def _rollout_actors(
+    cfg: RLConfig, prompts: list[list[int]], seeds: list[int]
+) -> RolloutBenchResult:
     import ray
 
     from olmorl.rl.loop import init_ray
@@ -84,16 +90,20 @@ def _rollout_actors(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -
     started = init_ray(cfg)
     max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
     actors = [
-        ray.remote(RolloutEngine).options(num_cpus=1).remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + i)
+        ray.remote(RolloutEngine)
+        .options(num_cpus=1)
+        .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + i)
         for i in range(cfg.rollout.num_actors)
     ]
     try:
         ray.get([a.start.remote() for a in actors])
         start = time.perf_counter()
-        groups = ray.get([
-            actors[i % len(actors)].generate.remote(p, cfg.algo.group_size, seed)
-            for i, (p, seed) in enumerate(zip(prompts, seeds))
-        ])
+        groups = ray.get(
+            [
+                actors[i % len(actors)].generate.remote(p, cfg.algo.group_size, seed)
+                for i, (p, seed) in enumerate(zip(prompts, seeds))
+            ]
+        )
         seconds = time.perf_counter() - start
     finally:
         ray.get([a.shutdown.remote() for a in actors])

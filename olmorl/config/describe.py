@@ -26,16 +26,30 @@ def config_options(cls: type[BaseModel], prefix: str = "") -> list[ConfigOption]
         key = f"{prefix}{name}"
         nested = nested_config_type(field.annotation)
         if isinstance(nested, tuple):  # tagged union: the tag, then each variant's own options
-            options.append(ConfigOption(key, _render(field.default), field.description or ""))
+            options.append(
+                ConfigOption(
+                    key,
+                    _render(field.get_default(call_default_factory=True)),
+                    field.description or "",
+                )
+            )
             for variant in nested:
                 tag = variant.model_fields["name"].default
                 options += [
-                    o for o in config_options(variant, f"{key}[{tag}].") if not o.key.endswith("].name")
+                    o
+                    for o in config_options(variant, f"{key}[{tag}].")
+                    if not o.key.endswith("].name")
                 ]
         elif nested is not None:
             options += config_options(nested, f"{key}.")
         else:
-            options.append(ConfigOption(key, _render(field.default), field.description or ""))
+            options.append(
+                ConfigOption(
+                    key,
+                    _render(field.get_default(call_default_factory=True)),
+                    field.description or "",
+                )
+            )
     return options
 
 

@@ -38,7 +38,9 @@ def load_config(cls: type[ConfigT], path: str | Path, overrides: Sequence[str] =
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"
+        )
     parsed = parse_overrides(overrides)
     written = {item.partition("=")[0]: item for item in overrides}
     for key, value in parsed.items():
@@ -59,7 +61,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"override '{item}': expected KEY.SUBKEY=VALUE, e.g. algo.clip_high=0.3")
+            raise ConfigError(
+                f"override '{item}': expected KEY.SUBKEY=VALUE, e.g. algo.clip_high=0.3"
+            )
         try:
             parsed[key] = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
@@ -106,7 +110,9 @@ def _describe_error(cls, err: dict, path: Path, key_lines: dict, overrides: dict
         if model_at_parent is not None:
             valid = list(model_at_parent.model_fields)
             close = difflib.get_close_matches(keys[-1], valid, n=1, cutoff=0.6)
-            message += f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+            message += (
+                f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+            )
     elif err["type"] not in ("missing", "value_error") and "input" in err:
         message += f" (got {err['input']!r})"
     return f"{source}: {dotted or '<top level>'}: {message}"

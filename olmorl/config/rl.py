@@ -69,9 +69,9 @@ class AlgorithmConfig(StrictConfig):
 
 
 class VerifiersConfig(StrictConfig):
-    weights: dict[str, float] = {}
+    weights: dict[str, float] = Field(default_factory=dict)
     """Per-verifier reward weights (default 1.0); a row listing several verifiers sums them."""
-    options: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-verifier options, e.g. `{math: {timeout_s: 5}}`, checked by each verifier."""
     num_workers: int = Field(default=4, ge=1)
     """Reward actors scoring in parallel, so slow verifiers do not stall generation."""

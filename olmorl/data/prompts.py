@@ -9,7 +9,9 @@ from olmorl.data.rl_rows import RLRow
 
 def render_prompt(row: RLRow, tokenizer, prompt_format: Literal["chat", "plain"]) -> list[int]:
     if prompt_format == "chat":
-        text = tokenizer.apply_chat_template(list(row.messages), add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(
+            list(row.messages), add_generation_prompt=True, tokenize=False
+        )
     else:
         # RL-Zero prompts a base model with the bare text: no role markers, no special tokens.
         text = "\n\n".join(m["content"] for m in row.messages)
@@ -17,7 +19,11 @@ def render_prompt(row: RLRow, tokenizer, prompt_format: Literal["chat", "plain"]
 
 
 def render_prompts(
-    rows: Sequence[RLRow], tokenizer, prompt_format: Literal["chat", "plain"], max_tokens: int, source: str
+    rows: Sequence[RLRow],
+    tokenizer,
+    prompt_format: Literal["chat", "plain"],
+    max_tokens: int,
+    source: str,
 ) -> list[list[int]]:
     """Token ids of every prompt; a prompt over `max_tokens` is an error naming its row."""
     prompts = []

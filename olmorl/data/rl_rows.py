@@ -32,14 +32,21 @@ class RLRow:
 
     def as_verifier_row(self) -> dict[str, Any]:
         """The row as verifiers receive it."""
-        return {**self.extra, "messages": list(self.messages), "ground_truth": self.ground_truth, "dataset": self.dataset}
+        return {
+            **self.extra,
+            "messages": list(self.messages),
+            "ground_truth": self.ground_truth,
+            "dataset": self.dataset,
+        }
 
     @property
     def verifier_names(self) -> tuple[str, ...]:
         return self.dataset if isinstance(self.dataset, tuple) else (self.dataset,)
 
 
-def validate_rl_row(row: Mapping[str, Any], known_verifiers: Collection[str] | None = None) -> RLRow:
+def validate_rl_row(
+    row: Mapping[str, Any], known_verifiers: Collection[str] | None = None
+) -> RLRow:
     """Checks one row and returns it typed; raises RowError naming the field."""
     for name in ("messages", "ground_truth", "dataset"):
         if name not in row or row[name] is None:
@@ -47,7 +54,11 @@ def validate_rl_row(row: Mapping[str, Any], known_verifiers: Collection[str] | N
     messages = _messages(row["messages"])
     dataset = _names_or_labels("dataset", row["dataset"])
     ground_truth = _names_or_labels("ground_truth", row["ground_truth"])
-    if isinstance(dataset, tuple) and isinstance(ground_truth, tuple) and len(dataset) != len(ground_truth):
+    if (
+        isinstance(dataset, tuple)
+        and isinstance(ground_truth, tuple)
+        and len(dataset) != len(ground_truth)
+    ):
         raise RowError(
             "ground_truth",
             f"{len(ground_truth)} labels for {len(dataset)} verifiers {list(dataset)}; "
@@ -70,13 +81,21 @@ def _messages(value: Any) -> tuple[Mapping[str, str], ...]:
         raise RowError("messages", "expected a non-empty list of {role, content}")
     for i, message in enumerate(value):
         if not isinstance(message, Mapping):
-            raise RowError(f"messages[{i}]", f"expected a {{role, content}} mapping, got {type(message).__name__}")
+            raise RowError(
+                f"messages[{i}]",
+                f"expected a {{role, content}} mapping, got {type(message).__name__}",
+            )
         if message.get("role") not in ROLES:
-            raise RowError(f"messages[{i}].role", f"expected one of {', '.join(ROLES)}, got {message.get('role')!r}")
+            raise RowError(
+                f"messages[{i}].role",
+                f"expected one of {', '.join(ROLES)}, got {message.get('role')!r}",
+            )
         if not isinstance(message.get("content"), str):
             raise RowError(f"messages[{i}].content", "expected a string")
     if value[-1]["role"] != "user":
-        raise RowError("messages", f"the prompt must end with a user turn, not {value[-1]['role']!r}")
+        raise RowError(
+            "messages", f"the prompt must end with a user turn, not {value[-1]['role']!r}"
+        )
     if not value[-1]["content"].strip():
         raise RowError(f"messages[{len(value) - 1}].content", "the user turn is empty")
     return tuple({"role": m["role"], "content": m["content"]} for m in value)

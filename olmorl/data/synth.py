@@ -21,7 +21,9 @@ MAX_TARGETS = 64
 SYNTHETIC_SETS = ("target-token", "arithmetic")
 
 
-def target_token_rows(n: int, num_targets: int = 8, seed: int = 0, exclusive: bool = False) -> list[dict]:
+def target_token_rows(
+    n: int, num_targets: int = 8, seed: int = 0, exclusive: bool = False
+) -> list[dict]:
     """With `exclusive`, the other target words are forbidden, so writing them all earns nothing."""
     if not 1 <= num_targets <= MAX_TARGETS:
         raise ValueError(f"num_targets must be in [1, {MAX_TARGETS}], got {num_targets}")
@@ -41,7 +43,11 @@ def arithmetic_rows(n: int, max_operand: int = 20, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        expression = _fraction_sum(rng, max_operand) if rng.random() < 0.25 else _integer_expression(rng, max_operand)
+        expression = (
+            _fraction_sum(rng, max_operand)
+            if rng.random() < 0.25
+            else _integer_expression(rng, max_operand)
+        )
         # rational=True keeps 1/3 exact instead of 0.333..., so the label is \frac{1}{3}.
         answer = sympy.latex(sympy.sympify(expression, rational=True))
         prompt = f"What is {expression}? Put the final answer in \\boxed{{}}."
@@ -62,7 +68,11 @@ def write_jsonl(rows: Iterable[Mapping], path: str | Path) -> Path:
 
 
 def _row(prompt: str, ground_truth: str, dataset: str) -> dict:
-    return {"messages": [{"role": "user", "content": prompt}], "ground_truth": ground_truth, "dataset": dataset}
+    return {
+        "messages": [{"role": "user", "content": prompt}],
+        "ground_truth": ground_truth,
+        "dataset": dataset,
+    }
 
 
 def _integer_expression(rng: random.Random, max_operand: int) -> str:

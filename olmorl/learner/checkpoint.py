@@ -7,9 +7,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from safetensors.torch import save_file
 from torch import Tensor
 from transformers import AutoTokenizer, GenerationConfig, PretrainedConfig
-from safetensors.torch import save_file
 
 
 def write_hf_checkpoint(
@@ -23,7 +23,11 @@ def write_hf_checkpoint(
         config = config.__class__.from_dict(config.to_dict())
         config.use_cache = True  # the learner turns the cache off; inference wants it
         config.save_pretrained(tmp)
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp / "model.safetensors", metadata={"format": "pt"})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            tmp / "model.safetensors",
+            metadata={"format": "pt"},
+        )
         AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
         try:
             GenerationConfig.from_pretrained(source).save_pretrained(tmp)

@@ -28,6 +28,10 @@ def parallelize_fsdp2(
         if strategy.activation_checkpointing:
             layer = checkpoint_wrapper(layer)
             layers[index] = layer
-        fully_shard(layer, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed)
-    fully_shard(model, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed)
+        fully_shard(
+            layer, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
+        )
+    fully_shard(
+        model, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
+    )
     return model

@@ -61,7 +61,7 @@ class LearnerWorker:
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(
             "nccl" if device == "cuda" else "gloo", rank=self.rank, world_size=self.world_size
         )
@@ -99,16 +99,23 @@ class LearnerWorker:
                 old = None if old_logprobs is None else old_logprobs[index][row_index]
                 for key, value in self._forward_backward(row, mb.total_loss_tokens, old).items():
                     metrics[key] = metrics.get(key, 0.0) + value
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.learner_cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.learner_cfg.max_grad_norm
+            )
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.version += 1
             # The norm is global already; divide so the sum over ranks reports it once.
-            metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm) / self.world_size
+            metrics["grad_norm"] = (
+                float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                / self.world_size
+            )
             results.append(metrics)
         return results
 
-    def _forward_backward(self, row: PackedRow, total_loss_tokens: int, old: Tensor | None) -> dict[str, float]:
+    def _forward_backward(
+        self, row: PackedRow, total_loss_tokens: int, old: Tensor | None
+    ) -> dict[str, float]:
         inputs = self._row_inputs(row)
         logits = self.model(**inputs).logits  # [1, T, V]
         logprobs = token_logprobs(logits, inputs["input_ids"], self.temperature)  # [1, T]
@@ -137,7 +144,11 @@ class LearnerWorker:
         out = []
         for row in rows:
             inputs = self._row_inputs(row)
-            out.append(token_logprobs(self.model(**inputs).logits, inputs["input_ids"], self.temperature)[0].cpu())
+            out.append(
+                token_logprobs(self.model(**inputs).logits, inputs["input_ids"], self.temperature)[
+                    0
+                ].cpu()
+            )
         return out
 
     @torch.no_grad()
@@ -148,7 +159,10 @@ class LearnerWorker:
         return token_logprobs(logits, ids, temperature)[0].tolist()
 
     def _row_inputs(self, row: PackedRow) -> dict:
-        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in row.model_inputs().items()}
+        return {
+            k: v.to(self.device) if isinstance(v, Tensor) else v
+            for k, v in row.model_inputs().items()
+        }
 
     def _full_parameters(self):
         """Yields (HF name, full tensor in the model dtype on CPU); the tensor is None off rank 0.

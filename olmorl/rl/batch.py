@@ -9,7 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from olmorl.algo import build_trajectory_tokens, group_advantages, pack_trajectories, zero_variance_groups
+from olmorl.algo import (
+    build_trajectory_tokens,
+    group_advantages,
+    pack_trajectories,
+    zero_variance_groups,
+)
 from olmorl.config import AlgorithmConfig
 from olmorl.learner.batch import MiniBatch, shard_rows
 from olmorl.rl.types import ScoredGroup
@@ -32,7 +37,9 @@ def build_step_batch(
     shaped = rewards - algo.truncation_penalty * truncated
     advantages = group_advantages(shaped, normalize_std=algo.normalize_advantage_std)  # [G, n]
     degenerate = (
-        zero_variance_groups(shaped) if algo.filter_zero_variance else torch.zeros(len(groups), dtype=torch.bool)
+        zero_variance_groups(shaped)
+        if algo.filter_zero_variance
+        else torch.zeros(len(groups), dtype=torch.bool)
     )
     kept = [i for i in range(len(groups)) if not degenerate[i]]
     stats = {
@@ -42,7 +49,8 @@ def build_step_batch(
         "groups_filtered": float(degenerate.sum()),
         "groups_trained": float(len(kept)),
         **{
-            f"reward/{name}": sum(sum(g.verifier_scores.get(name, ())) for g in groups) / len(completions)
+            f"reward/{name}": sum(sum(g.verifier_scores.get(name, ())) for g in groups)
+            / len(completions)
             for name in sorted({n for g in groups for n in g.verifier_scores})
         },
     }
@@ -52,14 +60,18 @@ def build_step_batch(
     per_rank: list[list[MiniBatch]] = [[] for _ in range(world_size)]
     for chunk in _split_evenly(kept, num_mini):
         trajectories = [
-            build_trajectory_tokens(groups[g].group.prompt_ids, c.token_ids, c.logprobs, float(advantages[g, j]))
+            build_trajectory_tokens(
+                groups[g].group.prompt_ids, c.token_ids, c.logprobs, float(advantages[g, j])
+            )
             for g in chunk
             for j, c in enumerate(groups[g].group.completions)
             if not (algo.mask_truncated and c.truncated)
         ]
         if not trajectories:
             continue
-        for rank, mini_batch in enumerate(shard_rows(pack_trajectories(trajectories, micro_batch_tokens), world_size)):
+        for rank, mini_batch in enumerate(
+            shard_rows(pack_trajectories(trajectories, micro_batch_tokens), world_size)
+        ):
             per_rank[rank].append(mini_batch)
     stats["loss_tokens"] = float(sum(mb.total_loss_tokens for mb in per_rank[0]))
     return StepBatch(per_rank=per_rank, stats=stats)

@@ -44,24 +44,38 @@ class RLCluster:
         ]
         address, port = ray.get(self.learners[0].address.remote())
         starting = [a.start.remote() for a in self.rollout_actors]
-        ray.get([learner.setup.remote(address, port, cfg.run.seed) for learner in self.learners] + starting)
+        ray.get(
+            [learner.setup.remote(address, port, cfg.run.seed) for learner in self.learners]
+            + starting
+        )
         self.version = 0
 
     def push_weights(self) -> int:
         """Full weights from the learners to every engine; returns the policy version now served."""
         sink = RayWeightSink(self.rollout_actors)
-        versions = ray.get([learner.push_weights.remote(sink if rank == 0 else None) for rank, learner in enumerate(self.learners)])
+        versions = ray.get(
+            [
+                learner.push_weights.remote(sink if rank == 0 else None)
+                for rank, learner in enumerate(self.learners)
+            ]
+        )
         self.version = versions[0]
         return self.version
 
     def rollout(
-        self, prompt_ids: Mapping[int, list[int]], rows: Mapping[int, dict], seeds: Mapping[int, int], tokenizer
+        self,
+        prompt_ids: Mapping[int, list[int]],
+        rows: Mapping[int, dict],
+        seeds: Mapping[int, int],
+        tokenizer,
     ) -> list[ScoredGroup]:
         """Samples a group per prompt and scores it; groups come back in the order of `prompt_ids`."""
         n = self.cfg.algo.group_size
         order = list(prompt_ids)
         pending = {
-            self.rollout_actors[i % len(self.rollout_actors)].generate.remote(prompt_ids[p], n, seeds[p]): p
+            self.rollout_actors[i % len(self.rollout_actors)].generate.remote(
+                prompt_ids[p], n, seeds[p]
+            ): p
             for i, p in enumerate(order)
         }
         groups: dict[int, PromptGroup] = {}
@@ -82,7 +96,9 @@ class RLCluster:
 
     def train(self, batch: StepBatch) -> dict[str, float]:
         """One optimizer step per mini-batch; metrics summed over ranks, averaged over mini-batches."""
-        per_rank = ray.get([learner.train_step.remote(mbs) for learner, mbs in zip(self.learners, batch.per_rank)])
+        per_rank = ray.get(
+            [learner.train_step.remote(mbs) for learner, mbs in zip(self.learners, batch.per_rank)]
+        )
         num_mini = len(per_rank[0])
         totals: dict[str, float] = {}
         for rank_results in per_rank:
@@ -96,7 +112,10 @@ class RLCluster:
         return out_dir
 
     def shutdown(self) -> None:
-        ray.get([a.shutdown.remote() for a in self.rollout_actors] + [w.shutdown.remote() for w in self.reward_workers])
+        ray.get(
+            [a.shutdown.remote() for a in self.rollout_actors]
+            + [w.shutdown.remote() for w in self.reward_workers]
+        )
         ray.get([learner.shutdown.remote() for learner in self.learners])
         for actor in self.rollout_actors + self.learners + self.reward_workers:
             ray.kill(actor)

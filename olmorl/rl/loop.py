@@ -47,10 +47,18 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     from verifiers import available_verifiers
 
     if cfg.learner.strategy.name != "fsdp2":
-        raise NotImplementedError(f"learner.strategy={cfg.learner.strategy.name} is not available for RL yet; use fsdp2")
+        raise NotImplementedError(
+            f"learner.strategy={cfg.learner.strategy.name} is not available for RL yet; use fsdp2"
+        )
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows = load_rl_rows(cfg.data.train, known_verifiers=available_verifiers(), split=cfg.data.split)
-    prompt_ids = render_prompts(rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, ",".join(cfg.data.train))
+    prompt_ids = render_prompts(
+        rows,
+        tokenizer,
+        cfg.data.prompt_format,
+        cfg.data.max_prompt_tokens,
+        ",".join(cfg.data.train),
+    )
     prompts = [Prompt(ids, r.as_verifier_row()) for ids, r in zip(prompt_ids, rows)]
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
@@ -66,11 +74,17 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
         bar = tqdm(range(1, cfg.run.steps + 1), desc="olmorl rl", unit="step", dynamic_ncols=True)
         for step in bar:
             indices = sampler.take(cfg.algo.prompts_per_step)
-            metrics = train_one_step(cluster, cfg, step, {i: prompts[i] for i in indices}, tokenizer)
+            metrics = train_one_step(
+                cluster, cfg, step, {i: prompts[i] for i in indices}, tokenizer
+            )
             log.log(step, metrics)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
-            if step == cfg.run.steps or (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0):
-                checkpoints.append(cluster.save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}"))
+            if step == cfg.run.steps or (
+                cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0
+            ):
+                checkpoints.append(
+                    cluster.save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}")
+                )
     finally:
         log.close()
         if cluster is not None:
@@ -81,7 +95,9 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
 
 
-def train_one_step(cluster, cfg: RLConfig, step: int, prompts: dict[int, "Prompt"], tokenizer) -> dict[str, float]:
+def train_one_step(
+    cluster, cfg: RLConfig, step: int, prompts: dict[int, "Prompt"], tokenizer
+) -> dict[str, float]:
     """Generate and score → build the batch → optimizer step(s) → weight push; returns the metrics."""
     from olmorl.rl.batch import build_step_batch
 
@@ -89,10 +105,15 @@ def train_one_step(cluster, cfg: RLConfig, step: int, prompts: dict[int, "Prompt
     # Per-request seeds make a run's samples depend on (seed, step, prompt) only.
     seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in prompts}
     groups = cluster.rollout(
-        {i: p.token_ids for i, p in prompts.items()}, {i: p.row for i, p in prompts.items()}, seeds, tokenizer
+        {i: p.token_ids for i, p in prompts.items()},
+        {i: p.row for i, p in prompts.items()},
+        seeds,
+        tokenizer,
     )
     t_generated = time.perf_counter()
-    batch = build_step_batch(groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens)
+    batch = build_step_batch(
+        groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens
+    )
     learner_metrics = cluster.train(batch) if batch.per_rank[0] else {}
     t_trained = time.perf_counter()
     version = cluster.push_weights()

@@ -22,7 +22,11 @@ class MetricsLog:
             import wandb
 
             self._wandb = wandb.init(
-                project=run.wandb.project, name=run_dir.name, dir=str(run_dir), mode=run.wandb.mode, config=dict(config)
+                project=run.wandb.project,
+                name=run_dir.name,
+                dir=str(run_dir),
+                mode=run.wandb.mode,
+                config=dict(config),
             )
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:

@@ -16,7 +16,9 @@ class RewardWorker:
         from verifiers import build_verifier
 
         self.weights = dict(config.weights)
-        self.verifiers = {name: build_verifier(name, config.options.get(name)) for name in verifier_names}
+        self.verifiers = {
+            name: build_verifier(name, config.options.get(name)) for name in verifier_names
+        }
 
     async def score_group(
         self, row: Mapping[str, Any], responses: Sequence[str]
@@ -24,7 +26,9 @@ class RewardWorker:
         """Each response's reward, and each verifier's scores, for one prompt's group."""
         from verifiers import score_row
 
-        scores = await asyncio.gather(*(score_row(row, r, self.verifiers, self.weights) for r in responses))
+        scores = await asyncio.gather(
+            *(score_row(row, r, self.verifiers, self.weights) for r in responses)
+        )
         per_verifier = {
             name: tuple(s.per_verifier.get(name, 0.0) for s in scores)
             for name in dict.fromkeys(k for s in scores for k in s.per_verifier)

@@ -71,13 +71,17 @@ class RolloutEngine:
         self.llm = AsyncLLM.from_engine_args(args)
         await self.llm.init_weight_transfer_engine(WeightTransferInitRequest(init_info={}))
 
-    async def generate(self, prompt_ids: list[int], n: int, seed: int | None = None) -> list[Completion]:
+    async def generate(
+        self, prompt_ids: list[int], n: int, seed: int | None = None
+    ) -> list[Completion]:
         """Samples n responses to one prompt, with the logprob of every sampled token."""
         from vllm.sampling_params import RequestOutputKind
 
         params = sampling_params(self.rollout, n, seed, output_kind=RequestOutputKind.FINAL_ONLY)
         final = None
-        async for output in self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex):
+        async for output in self.llm.generate(
+            {"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex
+        ):
             final = output
         return [
             Completion(
@@ -95,9 +99,13 @@ class RolloutEngine:
 
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
         final = None
-        async for output in self.llm.generate({"prompt_token_ids": token_ids}, params, request_id=uuid.uuid4().hex):
+        async for output in self.llm.generate(
+            {"prompt_token_ids": token_ids}, params, request_id=uuid.uuid4().hex
+        ):
             final = output
-        return [0.0] + [step[token].logprob for token, step in zip(token_ids[1:], final.prompt_logprobs[1:])]
+        return [0.0] + [
+            step[token].logprob for token, step in zip(token_ids[1:], final.prompt_logprobs[1:])
+        ]
 
     async def begin_weight_update(self) -> None:
         # "keep" freezes running requests and their KV cache; they resume under the new weights.

@@ -31,31 +31,60 @@ def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
     bin_dir = Path(sys.executable).parent
     # A loopback-only head for this test: Ray's token authentication is switched off so the job
     # client needs no token (a real cluster keeps it on and hands the token to its clients).
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "RAY_ADDRESS": "",
+        "RAY_AUTH_MODE": "disabled",
+    }
     dashboard = free_port()
     # Ray's unix sockets live under --temp-dir, and socket paths may not exceed ~107 bytes: a
     # pytest tmp_path is too deep, so the head gets a short directory of its own.
     ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head_log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen(
-        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=4",
-         "--include-dashboard=true", f"--dashboard-port={dashboard}", "--disable-usage-stats",
-         f"--temp-dir={ray_dir}"],
-        env=env, stdout=head_log, stderr=subprocess.STDOUT,
+        [
+            str(bin_dir / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={free_port()}",
+            "--num-cpus=4",
+            "--include-dashboard=true",
+            f"--dashboard-port={dashboard}",
+            "--disable-usage-stats",
+            f"--temp-dir={ray_dir}",
+        ],
+        env=env,
+        stdout=head_log,
+        stderr=subprocess.STDOUT,
     )
     address = f"http://127.0.0.1:{dashboard}"
     try:
         _wait_for_job_server(address, env, head, tmp_path / "head.log")
         out = tmp_path / "runs"
         submit = subprocess.run(
-            ["bash", str(REPO / "launch" / "submit.sh"), "rl", "recipes/tiny/rl_math.yaml",
-             "run.steps=2", "run.name=job", f"model.path={tiny_model_dir}"],
+            [
+                "bash",
+                str(REPO / "launch" / "submit.sh"),
+                "rl",
+                "recipes/tiny/rl_math.yaml",
+                "run.steps=2",
+                "run.name=job",
+                f"model.path={tiny_model_dir}",
+            ],
             env={**env, "RAY_ADDRESS": address, "OLMORL_OUTPUT_DIR": str(out)},
-            capture_output=True, text=True, timeout=540,
+            capture_output=True,
+            text=True,
+            timeout=540,
+            check=False,
         )
         assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
         assert "succeeded" in submit.stdout
-        steps = [json.loads(line)["step"] for line in (out / "job" / "metrics.jsonl").read_text().splitlines()]
+        steps = [
+            json.loads(line)["step"]
+            for line in (out / "job" / "metrics.jsonl").read_text().splitlines()
+        ]
         assert steps == [1, 2]
         assert (out / "job" / "checkpoints" / "step_000002" / "model.safetensors").is_file()
         assert (out / "job" / "config.yaml").is_file()
@@ -66,12 +95,18 @@ def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
         shutil.rmtree(ray_dir, ignore_errors=True)
 
 
-def _wait_for_job_server(address: str, env: dict, head: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+def _wait_for_job_server(
+    address: str, env: dict, head: subprocess.Popen, log: Path, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if head.poll() is not None:
-            raise RuntimeError(f"ray start --head exited with {head.returncode}:\n{log.read_text()[-3000:]}")
-        probe = subprocess.run(["ray", "job", "list", "--address", address], env=env, capture_output=True)
+            raise RuntimeError(
+                f"ray start --head exited with {head.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        probe = subprocess.run(
+            ["ray", "job", "list", "--address", address], env=env, capture_output=True, check=False
+        )
         if probe.returncode == 0:
             return
         time.sleep(2)

@@ -44,7 +44,9 @@ def target_token_run(ray_cluster, tiny_model_dir, tmp_path_factory):
 def test_reward_rises_from_chance_to_mastery(target_token_run):
     rewards = [r["reward"] for r in records(target_token_run)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
-    print(f"\nmean reward: first 5 steps {first:.3f}, last 5 steps {last:.3f} ({len(rewards)} steps)")
+    print(
+        f"\nmean reward: first 5 steps {first:.3f}, last 5 steps {last:.3f} ({len(rewards)} steps)"
+    )
     assert len(rewards) <= 100
     assert first <= 0.2
     assert last >= 0.8
@@ -63,8 +65,19 @@ def test_run_outputs(target_token_run):
     assert target_token_run.plot.stat().st_size > 0
     assert "clip_high: 0.272" in (run_dir / "config.yaml").read_text()
     record = records(target_token_run)[-1]  # a trained step: the learner's metrics are there too
-    for key in ("reward/contains", "response_tokens", "truncation_rate", "clip_low_fraction", "logprob_mismatch",
-                "mismatch_kl", "tis_capped_fraction", "entropy", "time/step", "tokens_per_s", "groups_filtered"):
+    for key in (
+        "reward/contains",
+        "response_tokens",
+        "truncation_rate",
+        "clip_low_fraction",
+        "logprob_mismatch",
+        "mismatch_kl",
+        "tis_capped_fraction",
+        "entropy",
+        "time/step",
+        "tokens_per_s",
+        "groups_filtered",
+    ):
         assert key in record, key
     assert [p.name for p in target_token_run.checkpoints] == ["step_000050", "step_000100"]
     assert not list(run_dir.glob("checkpoints/.tmp-*"))
@@ -81,8 +94,14 @@ def test_checkpoint_loads_in_transformers_and_vllm(ray_cluster, target_token_run
     with torch.no_grad():
         ids = torch.tensor([sequence])
         expected = token_logprobs(model(input_ids=ids).logits, ids, 1.0)[0]
-    rollout = RolloutConfig(gpu_memory_utilization=0.1, max_num_seqs=4, max_response_tokens=8, enforce_eager=True)
-    engine = ray.remote(RolloutEngine).options(num_cpus=1).remote(ModelConfig(path=str(checkpoint), dtype="float32"), rollout, 128, 0)
+    rollout = RolloutConfig(
+        gpu_memory_utilization=0.1, max_num_seqs=4, max_response_tokens=8, enforce_eager=True
+    )
+    engine = (
+        ray.remote(RolloutEngine)
+        .options(num_cpus=1)
+        .remote(ModelConfig(path=str(checkpoint), dtype="float32"), rollout, 128, 0)
+    )
     try:
         ray.get(engine.start.remote())
         got = torch.tensor(ray.get(engine.prompt_logprobs.remote(sequence)))
@@ -96,8 +115,14 @@ def test_checkpoint_loads_in_transformers_and_vllm(ray_cluster, target_token_run
 
 def test_math_run_with_mini_batches_and_offline_wandb(ray_cluster, tiny_model_dir, tmp_path):
     result = run_recipe(
-        "rl_math.yaml", tiny_model_dir, tmp_path, "run.steps=3", "algo.num_mini_batches=2",
-        "algo.filter_zero_variance=false", "run.wandb.enabled=true", "run.wandb.mode=offline",
+        "rl_math.yaml",
+        tiny_model_dir,
+        tmp_path,
+        "run.steps=3",
+        "algo.num_mini_batches=2",
+        "algo.filter_zero_variance=false",
+        "run.wandb.enabled=true",
+        "run.wandb.mode=offline",
     )
     logged = records(result)
     assert [r["step"] for r in logged] == [1, 2, 3]

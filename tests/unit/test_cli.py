@@ -28,14 +28,18 @@ def test_rl_help_lists_every_key_with_default():
 
 
 def test_rl_dry_run_writes_resolved_config(tmp_path):
-    result = invoke("rl", "recipes/tiny/rl_math.yaml", "--dry-run", f"run.output_dir={tmp_path}", "run.name=r1")
+    result = invoke(
+        "rl", "recipes/tiny/rl_math.yaml", "--dry-run", f"run.output_dir={tmp_path}", "run.name=r1"
+    )
     assert result.exit_code == 0, result.output
     resolved = (tmp_path / "r1" / "config.yaml").read_text()
     assert "clip_high: 0.272" in resolved
 
 
 def test_rl_config_error_exits_2_with_one_line(tmp_path):
-    result = invoke("rl", "recipes/tiny/rl_math.yaml", "algo.clip_hihg=0.3", f"run.output_dir={tmp_path}")
+    result = invoke(
+        "rl", "recipes/tiny/rl_math.yaml", "algo.clip_hihg=0.3", f"run.output_dir={tmp_path}"
+    )
     assert result.exit_code == 2
     assert result.output.strip() == (
         "override 'algo.clip_hihg=0.3': algo.clip_hihg: unknown key 'clip_hihg'; did you mean 'clip_high'?"
@@ -45,7 +49,12 @@ def test_rl_config_error_exits_2_with_one_line(tmp_path):
 
 def test_data_synth_then_check(tmp_path):
     out = tmp_path / "t.jsonl"
-    assert invoke("data", "synth", "target-token", str(out), "--n", "20", "--num-targets", "3").exit_code == 0
+    assert (
+        invoke(
+            "data", "synth", "target-token", str(out), "--n", "20", "--num-targets", "3"
+        ).exit_code
+        == 0
+    )
     assert len(out.read_text().splitlines()) == 20
     result = invoke("data", "check", str(out))
     assert result.exit_code == 0 and "20 rows ok; per verifier: contains=20" in result.output
@@ -53,7 +62,16 @@ def test_data_synth_then_check(tmp_path):
 
 def test_data_check_reports_file_and_row(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "ground_truth": "1", "dataset": "maht"}) + "\n")
+    bad.write_text(
+        json.dumps(
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "ground_truth": "1",
+                "dataset": "maht",
+            }
+        )
+        + "\n"
+    )
     result = invoke("data", "check", str(bad))
     assert result.exit_code == 2
     assert f"{bad} row 1: field 'dataset': unknown verifier 'maht'" in result.output

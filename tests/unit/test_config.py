@@ -32,7 +32,9 @@ def load_error(path, overrides=()) -> str:
 
 
 def test_valid_recipe_with_override(tmp_path):
-    cfg = load_config(RLConfig, write_recipe(tmp_path, VALID), ["algo.clip_low=0.1", "learner.strategy=deepspeed"])
+    cfg = load_config(
+        RLConfig, write_recipe(tmp_path, VALID), ["algo.clip_low=0.1", "learner.strategy=deepspeed"]
+    )
     assert cfg.algo.clip_high == 0.28
     assert cfg.algo.clip_low == 0.1
     assert cfg.learner.strategy.name == "deepspeed"
@@ -64,7 +66,10 @@ def test_wrong_type_names_key_and_value(tmp_path):
 
 def test_out_of_range_from_override_names_the_override(tmp_path):
     error = load_error(write_recipe(tmp_path, VALID), ["algo.tis_cap=0.5"])
-    assert error == "override 'algo.tis_cap=0.5': algo.tis_cap: Input should be greater than or equal to 1 (got 0.5)"
+    assert (
+        error
+        == "override 'algo.tis_cap=0.5': algo.tis_cap: Input should be greater than or equal to 1 (got 0.5)"
+    )
 
 
 def test_typo_in_override_and_in_tagged_union(tmp_path):
@@ -73,14 +78,18 @@ def test_typo_in_override_and_in_tagged_union(tmp_path):
     error = load_error(path, ["learner.strategy.reshard_after_forwrd=false"])
     assert "learner.strategy.reshard_after_forwrd: unknown key" in error
     assert "did you mean 'reshard_after_forward'?" in error
-    assert "does not match any of the expected tags: 'fsdp2', 'deepspeed'" in load_error(path, ["learner.strategy=zero2"])
+    assert "does not match any of the expected tags: 'fsdp2', 'deepspeed'" in load_error(
+        path, ["learner.strategy=zero2"]
+    )
 
 
 def test_impossible_combinations(tmp_path):
     path = write_recipe(tmp_path, VALID)
     error = load_error(path, ["algo.num_mini_batches=3"])
     assert "algo.num_mini_batches (3) must divide algo.prompts_per_step (64)" in error
-    error = load_error(path, ["model.max_position_embeddings=1024", "rollout.max_response_tokens=4096"])
+    error = load_error(
+        path, ["model.max_position_embeddings=1024", "rollout.max_response_tokens=4096"]
+    )
     assert "exceeds model.max_position_embeddings (1024)" in error
 
 
@@ -91,7 +100,9 @@ def test_missing_required_and_bad_yaml(tmp_path):
 
 
 def test_bad_override_syntax(tmp_path):
-    assert "expected KEY.SUBKEY=VALUE" in load_error(write_recipe(tmp_path, VALID), ["algo.clip_high"])
+    assert "expected KEY.SUBKEY=VALUE" in load_error(
+        write_recipe(tmp_path, VALID), ["algo.clip_high"]
+    )
 
 
 def test_resolved_config_round_trips(tmp_path):

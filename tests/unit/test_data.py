@@ -5,11 +5,16 @@ import re
 from fractions import Fraction
 
 import pytest
+
 from olmorl.data.loading import DataError, load_rl_rows
 from olmorl.data.rl_rows import RowError, validate_rl_row
 from olmorl.data.synth import arithmetic_rows, build_synthetic_rows, target_token_rows, write_jsonl
 
-GOOD = {"messages": [{"role": "user", "content": "What is 1 + 1?"}], "ground_truth": "2", "dataset": "math"}
+GOOD = {
+    "messages": [{"role": "user", "content": "What is 1 + 1?"}],
+    "ground_truth": "2",
+    "dataset": "math",
+}
 
 
 def with_(**changes):
@@ -25,8 +30,16 @@ def with_(**changes):
         (with_(messages=[{"role": "robot", "content": "x"}]), "messages[0].role", "robot"),
         (with_(messages=[{"role": "user", "content": 3}]), "messages[0].content", "string"),
         (with_(messages=[{"role": "user", "content": "  "}]), "messages[0].content", "empty"),
-        (with_(messages=[{"role": "assistant", "content": "x"}]), "messages", "end with a user turn"),
-        (with_(dataset=["math", "contains"], ground_truth=["1", "2", "3"]), "ground_truth", "3 labels for 2"),
+        (
+            with_(messages=[{"role": "assistant", "content": "x"}]),
+            "messages",
+            "end with a user turn",
+        ),
+        (
+            with_(dataset=["math", "contains"], ground_truth=["1", "2", "3"]),
+            "ground_truth",
+            "3 labels for 2",
+        ),
         (with_(ground_truth={"a": 1}), "ground_truth", "string or a non-empty list"),
         (with_(dataset="mth"), "dataset", "unknown verifier 'mth'"),
     ],
@@ -99,7 +112,10 @@ def test_target_token_rows():
     assert all(r["ground_truth"] in r["messages"][0]["content"] for r in rows)
     assert all("forbidden_words" not in r for r in rows)
     exclusive = target_token_rows(20, num_targets=4, exclusive=True)
-    assert all(set(r["forbidden_words"]) == {"t0", "t1", "t2", "t3"} - {r["ground_truth"]} for r in exclusive)
+    assert all(
+        set(r["forbidden_words"]) == {"t0", "t1", "t2", "t3"} - {r["ground_truth"]}
+        for r in exclusive
+    )
     assert rows == target_token_rows(100, num_targets=4, seed=0)
     with pytest.raises(ValueError, match=r"num_targets must be in \[1, 64\]"):
         target_token_rows(1, num_targets=65)

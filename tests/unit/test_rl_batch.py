@@ -19,7 +19,9 @@ def group(index: int, rewards, lengths, truncated=()):
         )
         for j, n in enumerate(lengths)
     )
-    return ScoredGroup(PromptGroup(index, (1, 2, 3), completions), tuple(rewards), {"math": tuple(rewards)})
+    return ScoredGroup(
+        PromptGroup(index, (1, 2, 3), completions), tuple(rewards), {"math": tuple(rewards)}
+    )
 
 
 def loss_tokens(mini_batches):
@@ -40,7 +42,9 @@ def test_zero_variance_groups_are_filtered_and_counted():
 
 
 def test_all_filtered_gives_an_empty_batch():
-    batch = build_step_batch([group(0, [1, 1], [4, 5])], AlgorithmConfig(group_size=2, prompts_per_step=1), 2, 64)
+    batch = build_step_batch(
+        [group(0, [1, 1], [4, 5])], AlgorithmConfig(group_size=2, prompts_per_step=1), 2, 64
+    )
     assert batch.per_rank == [[], []] and batch.stats["groups_trained"] == 0
 
 
@@ -57,7 +61,9 @@ def test_ranks_get_equal_row_counts_and_every_token_once():
 
 def test_mini_batches_hold_whole_groups_with_their_own_denominators():
     groups = [group(i, [0, 1], [3, 4]) for i in range(4)]
-    batch = build_step_batch(groups, AlgorithmConfig(group_size=2, prompts_per_step=4, num_mini_batches=2), 1, 64)
+    batch = build_step_batch(
+        groups, AlgorithmConfig(group_size=2, prompts_per_step=4, num_mini_batches=2), 1, 64
+    )
     assert [mb.total_loss_tokens for mb in batch.per_rank[0]] == [14, 14]
 
 

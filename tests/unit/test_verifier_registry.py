@@ -283,7 +283,12 @@ def test_contains_needs_a_word() -> None:
 
 @pytest.mark.parametrize(
     ("response", "expected", "reason"),
-    [("t1", 1.0, "correct"), ("t1 t2", 0.0, "forbidden_word"), ("t0t1 t3", 0.0, "forbidden_word"), ("t2x", 0.0, "wrong_answer")],
+    [
+        ("t1", 1.0, "correct"),
+        ("t1 t2", 0.0, "forbidden_word"),
+        ("t0t1 t3", 0.0, "forbidden_word"),
+        ("t2x", 0.0, "wrong_answer"),
+    ],
 )
 def test_contains_refuses_forbidden_words(response: str, expected: float, reason: str) -> None:
     row = {"forbidden_words": ["t0", "t2", "t3"]}

@@ -9,7 +9,11 @@ from olmorl.cli import app
 ROWS = [
     {"dataset": "math", "ground_truth": "\\frac{1}{2}", "response": "so \\boxed{0.5}", "id": 1},
     {"dataset": "math", "ground_truth": "3", "response": "no idea"},
-    {"dataset": ["math", "contains"], "ground_truth": ["3", "t1"], "response": "t1, and \\boxed{3}"},
+    {
+        "dataset": ["math", "contains"],
+        "ground_truth": ["3", "t1"],
+        "response": "t1, and \\boxed{3}",
+    },
 ]
 
 
@@ -20,18 +24,27 @@ def write(path, rows):
 
 def test_scores_rows_and_summarises(tmp_path):
     out = tmp_path / "scored.jsonl"
-    result = CliRunner().invoke(app, ["verify", str(write(tmp_path / "in.jsonl", ROWS)), "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["verify", str(write(tmp_path / "in.jsonl", ROWS)), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["score"] for r in scored] == [1.0, 0.0, 2.0]  # a two-verifier row sums its scores
-    assert [r["reason"] for r in scored] == ["correct", "no_answer", "math:correct,contains:correct"]
+    assert [r["reason"] for r in scored] == [
+        "correct",
+        "no_answer",
+        "math:correct,contains:correct",
+    ]
     assert scored[0]["id"] == 1  # input fields are kept
     assert "math         rows=3      mean=0.667" in result.output
     assert "contains     rows=1      mean=1.000" in result.output
 
 
 def test_bad_rows_name_file_and_row(tmp_path):
-    bad = write(tmp_path / "bad.jsonl", [ROWS[0], {"dataset": "maths", "ground_truth": "1", "response": "1"}])
+    bad = write(
+        tmp_path / "bad.jsonl",
+        [ROWS[0], {"dataset": "maths", "ground_truth": "1", "response": "1"}],
+    )
     result = CliRunner().invoke(app, ["verify", str(bad)])
     assert result.exit_code == 2
     assert f"{bad} row 2:" in result.output and "'maths'" in result.output
