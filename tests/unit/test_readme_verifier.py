@@ -12,7 +12,7 @@ README = Path(__file__).parents[2] / "README.md"
 def test_readme_example_registers_and_scores():
     section = README.read_text().split("## Write your own verifier", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 -- running our own README is the test
 
     verifier = build_verifier("exact_match", {"ignore_case": True})
     result = asyncio.run(verifier("  Paris ", "paris", {}))
