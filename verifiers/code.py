@@ -1,0 +1,145 @@
+"""The `code` and `code_stdio` verifiers: run the response's last Python block against tests.
+
+`code` labels are assert statements, each appended to the program; `code_stdio` labels are
+{"input", "output"} pairs, the program reading the input and its stripped stdout lines compared to
+the output's. Either may come as a JSON string. Every test runs in its own sandbox (sandbox.py); the
+score is the fraction passed, or 0/1 with `all_or_nothing`.
+"""
+
+import asyncio
+import json
+import re
+import secrets
+from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from verifiers.base import Verifier, VerifierResult
+from verifiers.registry import register
+from verifiers.sandbox import SandboxLimits, SandboxResult, run_python
+
+# A fence, its info string (language tag) and its body; an unclosed fence (a cut-off response) is
+# no block at all.
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
+_PYTHON_TAGS = {"", "python", "python3", "py"}
+
+
+class _CodeVerifier(Verifier):
+    @dataclass(frozen=True)
+    class Config(Verifier.Config):
+        all_or_nothing: bool = False
+        """Score 1 only when every test passes, else 0; by default the fraction passed."""
+        timeout_s: float = 5.0
+        """Wall-clock (and CPU) limit on one test's run; past it the test fails."""
+        memory_mb: int = 512
+        """Address-space limit of the program, in MiB."""
+
+        def __post_init__(self) -> None:
+            if self.timeout_s <= 0:
+                raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+            if self.memory_mb <= 0:
+                raise ValueError(f"memory_mb must be positive, got {self.memory_mb}")
+
+    config: Config
+
+    async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
+        program = last_python_block(response)
+        if program is None:
+            return VerifierResult(0.0, "no_code")
+        tests = self.parse_tests(label)
+        if not tests:
+            return VerifierResult(0.0, "bad_label")
+        limits = SandboxLimits(
+            cpu_s=max(1, round(self.config.timeout_s)),
+            wall_s=self.config.timeout_s,
+            memory_mb=self.config.memory_mb,
+        )
+        # Threads, so that the event loop keeps serving other rows while the sandboxes run.
+        passed = await asyncio.gather(
+            *(asyncio.to_thread(self.run_test, program, test, limits) for test in tests)
+        )
+        fraction = sum(passed) / len(passed)
+        if self.config.all_or_nothing:
+            fraction = float(fraction == 1.0)
+        return VerifierResult(fraction, "all_passed" if all(passed) else "some_failed")
+
+    @staticmethod
+    @abstractmethod
+    def parse_tests(label: Any) -> list | None:
+        """The label's tests, or None when it is not of this verifier's shape."""
+
+    @staticmethod
+    @abstractmethod
+    def run_test(program: str, test: Any, limits: SandboxLimits) -> bool:
+        """Whether `program` passes `test`, run in a fresh sandbox."""
+
+
+@register("code")
+class CodeVerifier(_CodeVerifier):
+    @staticmethod
+    def parse_tests(label: Any) -> list[str] | None:
+        tests = _load(label)
+        if isinstance(tests, (list, tuple)) and all(
+            isinstance(t, str) and t.strip() for t in tests
+        ):
+            return tests
+        return None
+
+    @staticmethod
+    def run_test(program: str, test: str, limits: SandboxLimits) -> bool:
+        # A token printed after the asserts and known only through stdin: a program that calls
+        # sys.exit(0) or os._exit(0) before the asserts run does not pass. (One that digs the token
+        # out of the interpreter's frames still could; that takes deliberate introspection.)
+        token = secrets.token_hex(16)
+        harness = (
+            "def __olmorl_done(_token=__import__('sys').stdin.readline().strip(),"
+            " _out=__import__('sys').stdout):\n"
+            "    _out.write('\\n' + _token + '\\n'); _out.flush()\n"
+        )
+        source = f"{harness}{program}\n{test}\n__olmorl_done()\n"
+        result = run_python(source, stdin=token + "\n", limits=limits)
+        return _clean_exit(result) and result.stdout.rstrip().endswith(token)
+
+
+@register("code_stdio")
+class CodeStdioVerifier(_CodeVerifier):
+    @staticmethod
+    def parse_tests(label: Any) -> list[dict] | None:
+        tests = _load(label)
+        fields = {"input", "output"}
+        if isinstance(tests, (list, tuple)) and all(
+            isinstance(t, dict) and fields <= set(t) and all(isinstance(t[k], str) for k in fields)
+            for t in tests
+        ):
+            return tests
+        return None
+
+    @staticmethod
+    def run_test(program: str, test: dict, limits: SandboxLimits) -> bool:
+        result = run_python(program, stdin=test["input"], limits=limits)
+        return _clean_exit(result) and _lines(result.stdout) == _lines(test["output"])
+
+
+def last_python_block(response: str) -> str | None:
+    """The body of the last fenced block tagged python (or untagged); None when there is none."""
+    blocks = [body for tag, body in _FENCE.findall(response) if tag.strip().lower() in _PYTHON_TAGS]
+    return blocks[-1] if blocks and blocks[-1].strip() else None
+
+
+def _load(label: Any) -> Any:
+    if isinstance(label, str):
+        try:
+            return json.loads(label)
+        except json.JSONDecodeError:
+            return None
+    return label
+
+
+def _clean_exit(result: SandboxResult) -> bool:
+    return result.exit_code == 0 and not result.timed_out and not result.output_truncated
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with surrounding blanks dropped, as judges of contest problems compare them."""
+    return [line.strip() for line in text.strip().splitlines()]
