@@ -15,7 +15,7 @@ from olmorl.config import RLConfig
 from olmorl.learner.worker import LearnerWorker
 from olmorl.rl.batch import StepBatch
 from olmorl.rl.rewards import RewardWorker
-from olmorl.rl.types import PromptGroup, ScoredGroup
+from olmorl.rl.types import Prompt, PromptGroup, ScoredGroup
 from olmorl.rollout.engine import RolloutEngine
 from olmorl.rollout.weight_sync import RayWeightSink
 
@@ -63,18 +63,14 @@ class RLCluster:
         return self.version
 
     def rollout(
-        self,
-        prompt_ids: Mapping[int, list[int]],
-        rows: Mapping[int, dict],
-        seeds: Mapping[int, int],
-        tokenizer,
+        self, prompts: Mapping[int, Prompt], seeds: Mapping[int, int], tokenizer
     ) -> list[ScoredGroup]:
-        """Samples a group per prompt and scores it; groups come back in the order of `prompt_ids`."""
+        """Samples a group per prompt and scores it; groups come back in the order of `prompts`."""
         n = self.cfg.algo.group_size
-        order = list(prompt_ids)
+        order = list(prompts)
         pending = {
             self.rollout_actors[i % len(self.rollout_actors)].generate.remote(
-                prompt_ids[p], n, seeds[p]
+                prompts[p].token_ids, n, seeds[p]
             ): p
             for i, p in enumerate(order)
         }
@@ -84,10 +80,12 @@ class RLCluster:
             done, _ = ray.wait(list(pending), num_returns=1)
             prompt = pending.pop(done[0])
             completions = ray.get(done[0])
-            groups[prompt] = PromptGroup(prompt, tuple(prompt_ids[prompt]), tuple(completions))
+            groups[prompt] = PromptGroup(
+                prompt, tuple(prompts[prompt].token_ids), tuple(completions)
+            )
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
             worker = self.reward_workers[len(scoring) % len(self.reward_workers)]
-            scoring[prompt] = worker.score_group.remote(rows[prompt], texts)
+            scoring[prompt] = worker.score_group.remote(prompts[prompt].row, texts)
         scored = []
         for prompt in order:
             rewards, per_verifier = ray.get(scoring[prompt])

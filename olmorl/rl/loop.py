@@ -12,14 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from olmorl.config import RLConfig, write_resolved_config
-
-
-@dataclass(frozen=True)
-class Prompt:
-    token_ids: list[int]
-    """The prompt after the chat template (or plain format), tokenized."""
-    row: dict
-    """The data row the verifiers see (messages, ground_truth, dataset)."""
+from olmorl.rl.types import Prompt
 
 
 @dataclass(frozen=True)
@@ -51,15 +44,15 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
             f"learner.strategy={cfg.learner.strategy.name} is not available for RL yet; use fsdp2"
         )
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    rows = load_rl_rows(cfg.data.train, known_verifiers=available_verifiers(), split=cfg.data.split)
-    prompt_ids = render_prompts(
-        rows,
-        tokenizer,
-        cfg.data.prompt_format,
-        cfg.data.max_prompt_tokens,
-        ",".join(cfg.data.train),
-    )
-    prompts = [Prompt(ids, r.as_verifier_row()) for ids, r in zip(prompt_ids, rows)]
+    rows, prompts = [], []
+    # Per source, so a prompt that is too long is reported with its own file and row number.
+    for source in cfg.data.train:
+        part = load_rl_rows([source], known_verifiers=available_verifiers(), split=cfg.data.split)
+        ids = render_prompts(
+            part, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, source
+        )
+        rows += part
+        prompts += [Prompt(i, r.as_verifier_row()) for i, r in zip(ids, part)]
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
@@ -96,7 +89,7 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
 
 
 def train_one_step(
-    cluster, cfg: RLConfig, step: int, prompts: dict[int, "Prompt"], tokenizer
+    cluster, cfg: RLConfig, step: int, prompts: dict[int, Prompt], tokenizer
 ) -> dict[str, float]:
     """Generate and score → build the batch → optimizer step(s) → weight push; returns the metrics."""
     from olmorl.rl.batch import build_step_batch
@@ -104,12 +97,7 @@ def train_one_step(
     t_start = time.perf_counter()
     # Per-request seeds make a run's samples depend on (seed, step, prompt) only.
     seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in prompts}
-    groups = cluster.rollout(
-        {i: p.token_ids for i, p in prompts.items()},
-        {i: p.row for i, p in prompts.items()},
-        seeds,
-        tokenizer,
-    )
+    groups = cluster.rollout(prompts, seeds, tokenizer)
     t_generated = time.perf_counter()
     batch = build_step_batch(
         groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens

@@ -4,6 +4,16 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """One training prompt, ready for the engines and the verifiers."""
+
+    token_ids: list[int]
+    """The prompt after the chat template (or plain format), tokenized."""
+    row: dict
+    """The data row the verifiers see (messages, ground_truth, dataset and extra fields)."""
+
+
+@dataclass(frozen=True)
 class Completion:
     """One sampled response."""
 
