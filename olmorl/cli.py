@@ -124,9 +124,22 @@ def bench_rollout(
     except ConfigError as e:
         raise _fail(str(e)) from None
     from olmorl.bench.rollout import bench_rollout as run_bench
-    from olmorl.bench.rollout import format_table
+    from olmorl.bench.table import format_table
 
-    typer.echo(format_table(run_bench(cfg, prompts)))
+    typer.echo(format_table(run_bench(cfg, prompts), unit="tokens"))
+
+
+@bench_app.command("verifiers")
+def bench_verifiers(
+    math: Annotated[int, typer.Option(help="Math verifications to time.")] = 500,
+    code: Annotated[int, typer.Option(help="Sandboxed code executions to time.")] = 200,
+) -> None:
+    """Math verifications/s and sandboxed code executions/s, each against a baseline without isolation."""
+    from olmorl.bench.table import format_table
+    from olmorl.bench.verifiers import bench_code, bench_math
+
+    typer.echo("math verifier\n" + format_table(bench_math(math), unit="verifications"))
+    typer.echo("\ncode verifier (sandboxed)\n" + format_table(bench_code(code), unit="executions"))
 
 
 @data_app.command("synth")

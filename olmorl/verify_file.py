@@ -18,11 +18,11 @@ class VerifyInputError(ValueError):
 
 def verify_file(path: Path, out: Path | None = None) -> str:
     rows = _read_rows(path)
-    results = asyncio.run(_score_rows(rows, path))
+    results, stats = asyncio.run(_score_rows(rows, path))
     if out is not None:
         scored = [{**row, "score": r.score, "reason": _reason(r)} for row, r in zip(rows, results)]
         atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in scored))
-    return _summary(results)
+    return _summary(results, stats)
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -45,11 +45,12 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
-async def _score_rows(rows: list[dict], path: Path) -> list["RowScore"]:  # noqa: F821
+async def _score_rows(rows: list[dict], path: Path) -> tuple[list, dict]:
     from tqdm import tqdm
 
-    from verifiers import build_verifier, score_row
+    from verifiers import build_verifier
     from verifiers.scoring import pair_labels
+    from verifiers.service import RewardService
 
     verifiers = {}
     try:
@@ -60,10 +61,18 @@ async def _score_rows(rows: list[dict], path: Path) -> list["RowScore"]:  # noqa
                         verifiers[name] = build_verifier(name)
             except ValueError as e:
                 raise VerifyInputError(f"{path} row {number}: {e}") from None
-        return [
-            await score_row(row, str(row["response"]), verifiers)
-            for row in tqdm(rows, desc="verify", unit="row", disable=len(rows) < 50)
-        ]
+        # The service's limits, timeouts and cache, as in training, so a file scores as RL would.
+        service = RewardService(verifiers)
+        bar = tqdm(total=len(rows), desc="verify", unit="row", disable=len(rows) < 50)
+
+        async def score(row: dict) -> "RowScore":  # noqa: F821
+            result = await service.score(row, str(row["response"]))
+            bar.update()
+            return result
+
+        results = await asyncio.gather(*(score(row) for row in rows))
+        bar.close()
+        return results, service.take_stats()
     finally:
         for verifier in verifiers.values():
             verifier.close()
@@ -76,7 +85,7 @@ def _reason(result) -> str:
     return ",".join(f"{name}:{reason}" for name, reason in result.reasons.items())
 
 
-def _summary(results) -> str:
+def _summary(results, stats) -> str:
     scores: dict[str, list[float]] = defaultdict(list)
     reasons: dict[str, Counter] = defaultdict(Counter)
     for result in results:
@@ -88,4 +97,7 @@ def _summary(results) -> str:
         detail = ", ".join(f"{r}={c}" for r, c in reasons[name].most_common())
         mean = sum(scores[name]) / len(scores[name])
         lines.append(f"  {name:<12} rows={len(scores[name]):<6} mean={mean:.3f}  ({detail})")
+        last_error = stats[name].last_error if name in stats else None
+        if last_error:
+            lines.append(f"  {'':<12} last error: {last_error}")
     return "\n".join(lines)

@@ -8,10 +8,12 @@ score is the fraction passed, or 0/1 with `all_or_nothing`.
 
 import asyncio
 import json
+import os
 import re
 import secrets
 from abc import abstractmethod
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,14 +36,27 @@ class _CodeVerifier(Verifier):
         """Wall-clock (and CPU) limit on one test's run; past it the test fails."""
         memory_mb: int = 512
         """Address-space limit of the program, in MiB."""
+        parallel_runs: int = 0
+        """Sandboxes running at once in this process; 0 means one per CPU core."""
 
         def __post_init__(self) -> None:
+            if self.parallel_runs < 0:
+                raise ValueError(f"parallel_runs must be >= 0, got {self.parallel_runs}")
             if self.timeout_s <= 0:
                 raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
             if self.memory_mb <= 0:
                 raise ValueError(f"memory_mb must be positive, got {self.memory_mb}")
 
     config: Config
+
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        # The pool bounds sandboxes, not rows: every test of every response queues here, so the
+        # machine runs as many programs as it has cores however many rows are being scored.
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.config.parallel_runs or os.cpu_count() or 1,
+            thread_name_prefix=f"{type(self).__name__}-sandbox",
+        )
 
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
         program = last_python_block(response)
@@ -56,13 +71,20 @@ class _CodeVerifier(Verifier):
             memory_mb=self.config.memory_mb,
         )
         # Threads, so that the event loop keeps serving other rows while the sandboxes run.
+        loop = asyncio.get_running_loop()
         passed = await asyncio.gather(
-            *(asyncio.to_thread(self.run_test, program, test, limits) for test in tests)
+            *(
+                loop.run_in_executor(self._pool, self.run_test, program, test, limits)
+                for test in tests
+            )
         )
         fraction = sum(passed) / len(passed)
         if self.config.all_or_nothing:
             fraction = float(fraction == 1.0)
         return VerifierResult(fraction, "all_passed" if all(passed) else "some_failed")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     @abstractmethod
@@ -79,6 +101,10 @@ class _CodeVerifier(Verifier):
 class CodeVerifier(_CodeVerifier):
     @staticmethod
     def parse_tests(label: Any) -> list[str] | None:
+        if isinstance(label, str) and _is_python(label):
+            # A one-test list reaches us unwrapped: a row naming one verifier has its one-element
+            # ground_truth list taken as the label itself (scoring.pair_labels).
+            return [label]
         tests = _load(label)
         if isinstance(tests, (list, tuple)) and all(
             isinstance(t, str) and t.strip() for t in tests
@@ -134,6 +160,14 @@ def _load(label: Any) -> Any:
         except json.JSONDecodeError:
             return None
     return label
+
+
+def _is_python(text: str) -> bool:
+    try:
+        compile(text, "<test>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _clean_exit(result: SandboxResult) -> bool:

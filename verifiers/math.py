@@ -46,7 +46,7 @@ class MathVerifier(Verifier):
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
-        self._worker = DeadlineWorker(initializer=_prepare_worker)
+        self._worker = DeadlineWorker(initializer=prepare_worker)
 
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
         answer = extract_answer(response, self.config.answer_sources)
@@ -98,7 +98,7 @@ def judge(gold: str, answer: str) -> str:
     return "correct" if equal else "wrong_answer"
 
 
-def _prepare_worker() -> None:
+def prepare_worker() -> None:
     """Runs once in each worker: imports and warms math-verify before any deadline starts."""
     # math-verify warns once that its timeouts are off; they are off on purpose (see judge).
     logging.getLogger("math_verify").setLevel(logging.ERROR)

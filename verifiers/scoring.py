@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.base import Verifier
+from verifiers.base import Verifier, VerifierResult
 from verifiers.options import did_you_mean
 from verifiers.registry import UnknownVerifierError
 
@@ -49,17 +49,34 @@ async def score_row(
     verifiers: Mapping[str, Verifier],
     weights: Mapping[str, float] | None = None,
 ) -> RowScore:
-    """Runs the row's verifiers on `response` concurrently; `weights` default to 1 per verifier."""
+    """Runs the row's verifiers on `response` concurrently; `weights` default to 1 per verifier.
+
+    No limits and no cache: the reward service (service.py) adds those around the same steps.
+    """
     pairs = pair_labels(row["dataset"], row["ground_truth"])
+    check_built(pairs, verifiers)
+    results = await asyncio.gather(
+        *(verifiers[name](response, label, row) for name, label in pairs)
+    )
+    return combine(pairs, results, weights)
+
+
+def check_built(pairs: Sequence[tuple[str, Any]], verifiers: Mapping[str, Verifier]) -> None:
+    """Raises UnknownVerifierError when a row names a verifier that is not in `verifiers`."""
     for name, _ in pairs:
         if name not in verifiers:
             raise UnknownVerifierError(
                 f"the row names verifier {name!r}, which was not built "
                 f"(built: {', '.join(sorted(verifiers)) or 'none'}){did_you_mean(name, verifiers)}"
             )
-    results = await asyncio.gather(
-        *(verifiers[name](response, label, row) for name, label in pairs)
-    )
+
+
+def combine(
+    pairs: Sequence[tuple[str, Any]],
+    results: Sequence[VerifierResult],
+    weights: Mapping[str, float] | None = None,
+) -> RowScore:
+    """The row's score from each (verifier, label) pair's result."""
     weights = weights or {}
     keys = _unique_keys([name for name, _ in pairs])
     return RowScore(

@@ -6,26 +6,12 @@ alone is the offline `LLM` given every prompt at once, the best case for its own
 """
 
 import time
-from dataclasses import dataclass
 
+from olmorl.bench.table import BenchResult
 from olmorl.config import RLConfig
 
 
-@dataclass(frozen=True)
-class RolloutBenchResult:
-    name: str
-    """Which side: `vllm` (offline LLM) or `olmorl` (the loop's Ray actors)."""
-    tokens: int
-    """Generated tokens."""
-    seconds: float
-    """Wall time from submitting the first prompt to the last completion."""
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
-
-
-def bench_rollout(cfg: RLConfig, num_prompts: int) -> list[RolloutBenchResult]:
+def bench_rollout(cfg: RLConfig, num_prompts: int) -> list[BenchResult]:
     from transformers import AutoTokenizer
 
     from olmorl.data.loading import load_rl_rows
@@ -41,17 +27,7 @@ def bench_rollout(cfg: RLConfig, num_prompts: int) -> list[RolloutBenchResult]:
     return [_vllm_alone(cfg, prompts, seeds), _rollout_actors(cfg, prompts, seeds)]
 
 
-def format_table(results: list[RolloutBenchResult]) -> str:
-    baseline = results[0].tokens_per_s
-    lines = [f"{'side':<8} {'tokens':>9} {'seconds':>8} {'tokens/s':>10} {'ratio':>6}"]
-    for r in results:
-        lines.append(
-            f"{r.name:<8} {r.tokens:>9} {r.seconds:>8.2f} {r.tokens_per_s:>10.0f} {r.tokens_per_s / baseline:>6.2f}"
-        )
-    return "\n".join(lines)
-
-
-def _vllm_alone(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> RolloutBenchResult:
+def _vllm_alone(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> BenchResult:
     import gc
 
     from vllm import LLM
@@ -76,12 +52,10 @@ def _vllm_alone(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> Ro
     llm.llm_engine.engine_core.shutdown()
     del llm
     gc.collect()
-    return RolloutBenchResult("vllm", tokens, seconds)
+    return BenchResult("vllm", tokens, seconds)
 
 
-def _rollout_actors(
-    cfg: RLConfig, prompts: list[list[int]], seeds: list[int]
-) -> RolloutBenchResult:
+def _rollout_actors(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> BenchResult:
     import ray
 
     from olmorl.rl.loop import init_ray
@@ -111,4 +85,4 @@ def _rollout_actors(
             ray.kill(actor)
         if started:
             ray.shutdown()
-    return RolloutBenchResult("olmorl", sum(len(c.token_ids) for g in groups for c in g), seconds)
+    return BenchResult("olmorl", sum(len(c.token_ids) for g in groups for c in g), seconds)

@@ -68,6 +68,15 @@ class AlgorithmConfig(StrictConfig):
         return self
 
 
+class VerifierLimitsConfig(StrictConfig):
+    concurrency: int = Field(default=64, ge=1)
+    """Calls of the verifier in flight at once, per reward worker."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Limit on one call; past it the response scores 0 with reason `timeout`."""
+    retries: int = Field(default=0, ge=0)
+    """Further attempts after a call raises; after them it scores 0 with reason `error:<Type>`."""
+
+
 class VerifiersConfig(StrictConfig):
     weights: dict[str, float] = Field(default_factory=dict)
     """Per-verifier reward weights (default 1.0); a row listing several verifiers sums them."""
@@ -75,6 +84,12 @@ class VerifiersConfig(StrictConfig):
     """Per-verifier options, e.g. `{math: {timeout_s: 5}}`, checked by each verifier."""
     num_workers: int = Field(default=4, ge=1)
     """Reward actors scoring in parallel, so slow verifiers do not stall generation."""
+    default_limits: VerifierLimitsConfig = VerifierLimitsConfig()
+    """Concurrency, timeout and retries of every verifier not named in `limits`."""
+    limits: dict[str, VerifierLimitsConfig] = Field(default_factory=dict)
+    """Per-verifier limits, e.g. `{judge: {concurrency: 16, timeout_s: 300, retries: 2}}`."""
+    cache_size: int = Field(default=65536, ge=0)
+    """Results kept per reward worker, keyed by (verifier, response, label)."""
 
 
 class RLConfig(StrictConfig):

@@ -48,11 +48,7 @@ def build_step_batch(
         "truncation_rate": float(truncated.float().mean()),
         "groups_filtered": float(degenerate.sum()),
         "groups_trained": float(len(kept)),
-        **{
-            f"reward/{name}": sum(sum(g.verifier_scores.get(name, ())) for g in groups)
-            / len(completions)
-            for name in sorted({n for g in groups for n in g.verifier_scores})
-        },
+        **_per_verifier_rewards(groups),
     }
     if not kept:
         return StepBatch(per_rank=[[] for _ in range(world_size)], stats=stats)
@@ -85,3 +81,12 @@ def _split_evenly(items: list[int], parts: int) -> list[list[int]]:
         out.append(items[start:end])
         start = end
     return out
+
+
+def _per_verifier_rewards(groups: Sequence[ScoredGroup]) -> dict[str, float]:
+    """`reward/<name>`: the mean score over the responses that verifier scored, not all of them."""
+    totals: dict[str, list[float]] = {}
+    for g in groups:
+        for name, scores in g.verifier_scores.items():
+            totals.setdefault(name, []).extend(scores)
+    return {f"reward/{name}": sum(s) / len(s) for name, s in sorted(totals.items())}

@@ -84,13 +84,20 @@ class RLCluster:
                 prompt, tuple(prompts[prompt].token_ids), tuple(completions)
             )
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
-            worker = self.reward_workers[len(scoring) % len(self.reward_workers)]
+            # By prompt, so that a prompt's repeated responses meet the same worker's cache.
+            worker = self.reward_workers[prompt % len(self.reward_workers)]
             scoring[prompt] = worker.score_group.remote(prompts[prompt].row, texts)
         scored = []
         for prompt in order:
             rewards, per_verifier = ray.get(scoring[prompt])
             scored.append(ScoredGroup(groups[prompt], rewards, per_verifier))
         return scored
+
+    def reward_stats(self) -> dict[str, float]:
+        """Per-verifier calls, cache hits, timeouts, failures and latencies since the last call."""
+        from verifiers.service import stats_metrics
+
+        return stats_metrics(ray.get([w.take_stats.remote() for w in self.reward_workers]))
 
     def train(self, batch: StepBatch) -> dict[str, float]:
         """One optimizer step per mini-batch; metrics summed over ranks, averaged over mini-batches."""

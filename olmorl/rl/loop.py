@@ -98,6 +98,7 @@ def train_one_step(
     # Per-request seeds make a run's samples depend on (seed, step, prompt) only.
     seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in prompts}
     groups = cluster.rollout(prompts, seeds, tokenizer)
+    reward_metrics = cluster.reward_stats()
     t_generated = time.perf_counter()
     batch = build_step_batch(
         groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens
@@ -110,6 +111,7 @@ def train_one_step(
     return {
         **batch.stats,
         **learner_metrics,
+        **reward_metrics,
         "policy_version": version,
         "time/step": t_synced - t_start,
         "time/generate_and_score": t_generated - t_start,

@@ -1,7 +1,7 @@
-"""The reward worker: scores a group's responses with the verifiers its row names.
+"""The reward worker: a Ray actor serving the verifiers of one run through a `RewardService`.
 
-`ray.remote(RewardWorker)` runs several of these as a pool, so scoring (which may be slow, e.g.
-sympy in a subprocess) overlaps generation instead of blocking it.
+Its methods are async, so one worker scores many groups at once; each verifier runs under its own
+concurrency limit, timeout and retries (verifiers/service.py), so a slow judge never holds up math.
 """
 
 import asyncio
@@ -14,27 +14,33 @@ from olmorl.config import VerifiersConfig
 class RewardWorker:
     def __init__(self, config: VerifiersConfig, verifier_names: Sequence[str]):
         from verifiers import build_verifier
+        from verifiers.service import CallLimits, RewardService
 
-        self.weights = dict(config.weights)
-        self.verifiers = {
-            name: build_verifier(name, config.options.get(name)) for name in verifier_names
-        }
+        def limits(cfg) -> CallLimits:
+            return CallLimits(**cfg.model_dump())
+
+        self.service = RewardService(
+            {name: build_verifier(name, config.options.get(name)) for name in verifier_names},
+            limits={name: limits(cfg) for name, cfg in config.limits.items()},
+            default_limits=limits(config.default_limits),
+            weights=config.weights,
+            cache_size=config.cache_size,
+        )
 
     async def score_group(
         self, row: Mapping[str, Any], responses: Sequence[str]
     ) -> tuple[tuple[float, ...], dict[str, tuple[float, ...]]]:
         """Each response's reward, and each verifier's scores, for one prompt's group."""
-        from verifiers import score_row
-
-        scores = await asyncio.gather(
-            *(score_row(row, r, self.verifiers, self.weights) for r in responses)
-        )
+        scores = await asyncio.gather(*(self.service.score(row, r) for r in responses))
         per_verifier = {
             name: tuple(s.per_verifier.get(name, 0.0) for s in scores)
             for name in dict.fromkeys(k for s in scores for k in s.per_verifier)
         }
         return tuple(s.score for s in scores), per_verifier
 
+    def take_stats(self):
+        """Per-verifier counters and latencies since the last call (`VerifierStats` by name)."""
+        return self.service.take_stats()
+
     def shutdown(self) -> None:
-        for verifier in self.verifiers.values():
-            verifier.close()
+        self.service.close()

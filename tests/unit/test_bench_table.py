@@ -1,12 +1,13 @@
-"""The rollout benchmark reports each side as a ratio to vLLM alone, the first row."""
+"""Benchmarks report each side as a ratio to the first row, the baseline."""
 
-from olmorl.bench.rollout import RolloutBenchResult, format_table
+from olmorl.bench.table import BenchResult, format_table
 
 
 def test_ratios_are_against_the_first_row():
     table = format_table(
-        [RolloutBenchResult("vllm", 4000, 2.0), RolloutBenchResult("olmorl", 3000, 2.0)]
+        [BenchResult("vllm", 4000, 2.0), BenchResult("olmorl", 3000, 2.0)], unit="tokens"
     )
-    vllm, olmorl = table.splitlines()[1:]
-    assert vllm.split()[-2:] == ["2000", "1.00"]
-    assert olmorl.split()[-2:] == ["1500", "0.75"]
+    header, vllm, olmorl = table.splitlines()
+    assert header.split()[-2:] == ["tokens/s", "ratio"]
+    assert vllm.split()[-2:] == ["2000.0", "1.00"]
+    assert olmorl.split()[-2:] == ["1500.0", "0.75"]

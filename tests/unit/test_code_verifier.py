@@ -104,7 +104,7 @@ def test_stdio_program_may_call_exit() -> None:
     ("name", "label"),
     [
         ("code", []),
-        ("code", "not json"),
+        ("code", "{not json"),
         ("code", [1, 2]),
         ("code", {"assert": "x"}),
         ("code_stdio", [{"input": "1"}]),
@@ -120,3 +120,11 @@ def test_no_code() -> None:
     assert score("code", "The answer is add = lambda a, b: a + b", ASSERTS) == VerifierResult(
         0.0, "no_code"
     )
+
+
+def test_a_row_with_one_assert_in_a_list_is_scored() -> None:
+    from verifiers import score_row
+
+    row = {"dataset": "code", "ground_truth": ["assert add(1, 2) == 3"]}
+    result = asyncio.run(score_row(row, ADD, {"code": build_verifier("code")}))
+    assert result.reasons == {"code": "all_passed"}

@@ -87,3 +87,15 @@ def test_prompt_sampler_is_a_seeded_permutation_per_epoch():
     again = PromptSampler(5, seed=3)
     assert again.take(7) == first + second[:2]
     assert PromptSampler(4, seed=0, shuffle=False).take(6) == [0, 1, 2, 3, 0, 1]
+
+
+def test_per_verifier_reward_averages_only_the_rows_that_verifier_scored():
+    math_group = group(0, [1, 0], [3, 3])
+    code_group = ScoredGroup(
+        PromptGroup(1, (1,), math_group.group.completions), (1.0, 1.0), {"code": (1.0, 1.0)}
+    )
+    batch = build_step_batch(
+        [math_group, code_group], AlgorithmConfig(group_size=2, prompts_per_step=2), 1, 64
+    )
+    assert batch.stats["reward/math"] == 0.5 and batch.stats["reward/code"] == 1.0
+    assert batch.stats["reward"] == 0.75

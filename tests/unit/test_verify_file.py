@@ -51,3 +51,15 @@ def test_bad_rows_name_file_and_row(tmp_path):
     missing = write(tmp_path / "missing.jsonl", [{"dataset": "math", "ground_truth": "1"}])
     result = CliRunner().invoke(app, ["verify", str(missing)])
     assert result.exit_code == 2 and f"{missing} row 1: missing field 'response'" in result.output
+
+
+def test_a_verifier_error_scores_zero_and_the_summary_says_why(tmp_path):
+    rows = [{"dataset": "math", "ground_truth": {"not": "a string"}, "response": "\\boxed{1}"}]
+    out = tmp_path / "scored.jsonl"
+    result = CliRunner().invoke(
+        app, ["verify", str(write(tmp_path / "in.jsonl", rows)), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    (scored,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (scored["score"], scored["reason"]) == (0.0, "error:TypeError")
+    assert "last error: TypeError: " in result.output and "math label" in result.output

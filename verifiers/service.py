@@ -1,0 +1,174 @@
+"""The reward service's core: verifier calls under limits, with a cache and per-verifier counters.
+
+Each verifier gets its own concurrency limit, per-call timeout and retries, so a slow one (an LLM
+judge, a sandbox run) holds only its own slots while the others go on. A call that times out or
+raises after its retries scores 0 with the reason `timeout` or `error:<Type>` and is counted;
+it never raises into the caller. Results are cached by (verifier, response, label), since
+groups repeat responses and epochs repeat prompts.
+
+Pure asyncio, no Ray: the RL loop runs one `RewardService` per reward actor, `olmorl verify` one
+in-process.
+"""
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifiers.base import Verifier, VerifierResult
+from verifiers.scoring import RowScore, check_built, combine, pair_labels
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    concurrency: int = 64
+    """Calls of this verifier in flight at once; further calls wait for a slot."""
+    timeout_s: float = 60.0
+    """Limit on one call, waiting for a slot not included; past it the call scores 0."""
+    retries: int = 0
+    """Further attempts after a call raises (not after a timeout: a slow verifier stays slow)."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.timeout_s <= 0 or self.retries < 0:
+            raise ValueError(f"invalid verifier limits: {self}")
+
+
+@dataclass
+class VerifierStats:
+    """Counters of one verifier since the last `take_stats`."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    timeouts: int = 0
+    failures: int = 0
+    retries: int = 0
+    latency_s: list[float] = field(default_factory=list)
+    """Wall time of each uncached call, waiting for a slot included."""
+    last_error: str | None = None
+    """`Type: message` of the latest exception, to say what the `error:<Type>` reasons were."""
+
+    def merge(self, other: "VerifierStats") -> "VerifierStats":
+        """The counters of both, e.g. of two reward workers."""
+        return VerifierStats(
+            calls=self.calls + other.calls,
+            cache_hits=self.cache_hits + other.cache_hits,
+            timeouts=self.timeouts + other.timeouts,
+            failures=self.failures + other.failures,
+            retries=self.retries + other.retries,
+            latency_s=self.latency_s + other.latency_s,
+            last_error=other.last_error or self.last_error,
+        )
+
+    def as_metrics(self, name: str) -> dict[str, float]:
+        """Flat metrics under `verifier/<name>/`; latencies as mean, p95 and max."""
+        metrics = {
+            f"verifier/{name}/calls": float(self.calls),
+            f"verifier/{name}/cache_hits": float(self.cache_hits),
+            f"verifier/{name}/timeouts": float(self.timeouts),
+            f"verifier/{name}/failures": float(self.failures),
+            f"verifier/{name}/retries": float(self.retries),
+        }
+        latencies = sorted(self.latency_s)
+        if latencies:
+            metrics[f"verifier/{name}/latency_mean_s"] = sum(latencies) / len(latencies)
+            metrics[f"verifier/{name}/latency_p95_s"] = latencies[int(0.95 * (len(latencies) - 1))]
+            metrics[f"verifier/{name}/latency_max_s"] = latencies[-1]
+        return metrics
+
+
+def stats_metrics(per_worker: Iterable[Mapping[str, VerifierStats]]) -> dict[str, float]:
+    """One set of `verifier/<name>/...` metrics from the stats of several services."""
+    merged: dict[str, VerifierStats] = {}
+    for stats in per_worker:
+        for name, s in stats.items():
+            merged[name] = merged.get(name, VerifierStats()).merge(s)
+    return {
+        k: v for name, s in sorted(merged.items()) if s.calls for k, v in s.as_metrics(name).items()
+    }
+
+
+class RewardService:
+    def __init__(
+        self,
+        verifiers: Mapping[str, Verifier],
+        limits: Mapping[str, CallLimits] | None = None,
+        default_limits: CallLimits = CallLimits(),
+        weights: Mapping[str, float] | None = None,
+        cache_size: int = 65536,
+    ):
+        self.verifiers = dict(verifiers)
+        self.weights = dict(weights or {})
+        self.limits = {name: (limits or {}).get(name, default_limits) for name in self.verifiers}
+        self._slots = {
+            name: asyncio.Semaphore(lim.concurrency) for name, lim in self.limits.items()
+        }
+        self._cache: OrderedDict[tuple[str, str, str], VerifierResult] = OrderedDict()
+        self._cache_size = cache_size
+        self._stats = {name: VerifierStats() for name in self.verifiers}
+
+    async def score(self, row: Mapping[str, Any], response: str) -> RowScore:
+        """The row's reward for `response`: its verifiers run concurrently, each under its limits."""
+        pairs = pair_labels(row["dataset"], row["ground_truth"])
+        check_built(pairs, self.verifiers)
+        results = await asyncio.gather(
+            *(self._call(name, response, label, row) for name, label in pairs)
+        )
+        return combine(pairs, results, self.weights)
+
+    def take_stats(self) -> dict[str, VerifierStats]:
+        """Each verifier's counters since the previous call (see `stats_metrics`)."""
+        stats, self._stats = self._stats, {name: VerifierStats() for name in self.verifiers}
+        return stats
+
+    def close(self) -> None:
+        for verifier in self.verifiers.values():
+            verifier.close()
+
+    async def _call(
+        self, name: str, response: str, label: Any, row: Mapping[str, Any]
+    ) -> VerifierResult:
+        stats = self._stats[name]
+        stats.calls += 1
+        key = (name, response, _label_key(label))
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            stats.cache_hits += 1
+            return cached
+        started = time.perf_counter()
+        result = await self._call_with_retries(name, response, label, row, stats)
+        stats.latency_s.append(time.perf_counter() - started)
+        if result.reason != "timeout" and not result.reason.startswith("error:"):
+            # Failures are not cached: the next epoch may find the judge reachable again.
+            self._cache[key] = result
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return result
+
+    async def _call_with_retries(
+        self, name: str, response: str, label: Any, row: Mapping[str, Any], stats: VerifierStats
+    ) -> VerifierResult:
+        limits = self.limits[name]
+        async with self._slots[name]:
+            for attempt in range(limits.retries + 1):
+                try:
+                    return await asyncio.wait_for(
+                        self.verifiers[name](response, label, row), limits.timeout_s
+                    )
+                except TimeoutError:
+                    stats.timeouts += 1
+                    return VerifierResult(0.0, "timeout")
+                except Exception as e:  # noqa: BLE001 -- a verifier bug or bad label must not stop the run
+                    error = e
+                    if attempt < limits.retries:
+                        stats.retries += 1
+            stats.failures += 1
+            stats.last_error = f"{type(error).__name__}: {error}"
+            return VerifierResult(0.0, f"error:{type(error).__name__}")
+
+
+def _label_key(label: Any) -> str:
+    return label if isinstance(label, str) else json.dumps(label, sort_keys=True, default=repr)
