@@ -16,6 +16,9 @@ class VerifierResult:
     """The reward, in [0, 1]."""
     reason: str
     """Short machine-readable cause, e.g. "correct", "wrong_answer", "no_answer", "timeout"."""
+    transient: bool = False
+    """The score reflects a failure that may not recur (an endpoint down, a timeout), not a
+    verdict on the response; the reward service does not cache it."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
