@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from olmorl.config import ConfigError, RLConfig, load_config, write_resolved_config
+from olmorl.config import (
+    ConfigError,
+    RLConfig,
+    load_config,
+    parse_overrides,
+    write_resolved_config,
+)
 from olmorl.config.describe import config_options
 
 app = typer.Typer(
@@ -97,13 +103,28 @@ def verify(
     out: Annotated[
         Path | None, typer.Option(help="Write the rows back with score and reason.")
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="A verifier option as VERIFIER.KEY=VALUE, e.g. judge.url=http://host:8000/v1.",
+        ),
+    ] = None,
 ) -> None:
     """Score responses with the verifiers their rows name, and summarise per verifier."""
     from olmorl.verify_file import VerifyInputError, verify_file
+    from verifiers import VerifierConfigError
 
+    options: dict[str, dict] = {}
     try:
-        summary = verify_file(rows, out)
-    except VerifyInputError as e:
+        for key, value in parse_overrides(option or []).items():
+            name, _, field = key.partition(".")
+            if not field or "." in field:
+                raise ConfigError(f"option '{key}': expected VERIFIER.KEY=VALUE")
+            options.setdefault(name, {})[field] = value
+        summary = verify_file(rows, out, options)
+    except (ConfigError, VerifierConfigError, VerifyInputError) as e:
         raise _fail(str(e)) from None
     typer.echo(summary)
 

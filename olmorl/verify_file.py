@@ -7,7 +7,9 @@ verifier, the row count, mean score and the count of each reason.
 import asyncio
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from olmorl.io import atomic_write_text
 
@@ -16,9 +18,12 @@ class VerifyInputError(ValueError):
     """The input file or one of its rows cannot be scored; the message names file and row."""
 
 
-def verify_file(path: Path, out: Path | None = None) -> str:
+def verify_file(
+    path: Path, out: Path | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
+    """Scores every row; `options` holds each verifier's options by name (as in a recipe)."""
     rows = _read_rows(path)
-    results, stats = asyncio.run(_score_rows(rows, path))
+    results, stats = asyncio.run(_score_rows(rows, path, options or {}))
     if out is not None:
         scored = [{**row, "score": r.score, "reason": _reason(r)} for row, r in zip(rows, results)]
         atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in scored))
@@ -45,10 +50,13 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
-async def _score_rows(rows: list[dict], path: Path) -> tuple[list, dict]:
+async def _score_rows(
+    rows: list[dict], path: Path, options: Mapping[str, Mapping[str, Any]]
+) -> tuple[list, dict]:
     from tqdm import tqdm
 
     from verifiers import build_verifier
+    from verifiers.options import did_you_mean
     from verifiers.scoring import pair_labels
     from verifiers.service import RewardService
 
@@ -58,9 +66,15 @@ async def _score_rows(rows: list[dict], path: Path) -> tuple[list, dict]:
             try:
                 for name, _ in pair_labels(row["dataset"], row["ground_truth"]):
                     if name not in verifiers:
-                        verifiers[name] = build_verifier(name)
+                        verifiers[name] = build_verifier(name, options.get(name))
             except ValueError as e:
                 raise VerifyInputError(f"{path} row {number}: {e}") from None
+        unused = sorted(set(options) - set(verifiers))
+        if unused:
+            raise VerifyInputError(
+                f"options given for verifier {unused[0]!r}, which no row of {path} names "
+                f"(rows name: {', '.join(sorted(verifiers))}){did_you_mean(unused[0], verifiers)}"
+            )
         # The service's limits, timeouts and cache, as in training, so a file scores as RL would.
         service = RewardService(verifiers)
         bar = tqdm(total=len(rows), desc="verify", unit="row", disable=len(rows) < 50)

@@ -6,6 +6,7 @@ when it is installed; a regex). On a timeout the child is killed and a fresh one
 """
 
 import atexit
+import queue
 import signal
 import socket
 import subprocess
@@ -125,6 +126,33 @@ class DeadlineWorker:
         if self._conn is not None:
             self._conn.close()
         self._process, self._conn = None, None
+
+
+class DeadlineWorkerPool:
+    """`size` DeadlineWorkers; `call` runs on whichever is free, so calls run in parallel.
+
+    Children start on first use, so a pool larger than the load costs nothing.
+    """
+
+    def __init__(self, size: int, initializer: Callable[[], None] | None = None):
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got {size}")
+        self._workers = [DeadlineWorker(initializer) for _ in range(size)]
+        self._free: queue.SimpleQueue[DeadlineWorker] = queue.SimpleQueue()
+        for worker in self._workers:
+            self._free.put(worker)
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout_s: float) -> T:
+        """As `DeadlineWorker.call`; waiting for a free worker is not charged to the deadline."""
+        worker = self._free.get()
+        try:
+            return worker.call(fn, *args, timeout_s=timeout_s)
+        finally:
+            self._free.put(worker)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
 
 
 @atexit.register

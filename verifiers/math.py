@@ -8,12 +8,13 @@ math-verify's rule), as data sets write such labels either way.
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
 
 from verifiers.base import Verifier, VerifierResult
-from verifiers.deadline import DeadlineWorker, WorkerCrashed
+from verifiers.deadline import DeadlineWorkerPool, WorkerCrashed
 from verifiers.math_answer import (
     AnswerSource,
     extract_answer,
@@ -31,6 +32,8 @@ class MathVerifier(Verifier):
         """Where to look for the final answer, first match wins: boxed, answer_line, last_number."""
         timeout_s: float = 5.0
         """Wall-clock limit on one comparison; past it the response scores 0 ("timeout")."""
+        parallel_workers: int = 0
+        """Comparison processes running at once; 0 means one per CPU core."""
 
         def __post_init__(self) -> None:
             known = get_args(AnswerSource)
@@ -41,12 +44,16 @@ class MathVerifier(Verifier):
                 )
             if self.timeout_s <= 0:
                 raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+            if self.parallel_workers < 0:
+                raise ValueError(f"parallel_workers must be >= 0, got {self.parallel_workers}")
 
     config: Config
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
-        self._worker = DeadlineWorker(initializer=prepare_worker)
+        self._workers = DeadlineWorkerPool(
+            self.config.parallel_workers or os.cpu_count() or 1, initializer=prepare_worker
+        )
 
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
         answer = extract_answer(response, self.config.answer_sources)
@@ -55,7 +62,7 @@ class MathVerifier(Verifier):
         gold = gold_answer(label)
         try:
             reason = await asyncio.to_thread(
-                self._worker.call,
+                self._workers.call,
                 judge,
                 gold,
                 normalize_answer(answer),
@@ -68,7 +75,7 @@ class MathVerifier(Verifier):
         return VerifierResult(1.0 if reason == "correct" else 0.0, reason)
 
     def close(self) -> None:
-        self._worker.close()
+        self._workers.close()
 
 
 def gold_answer(label: Any) -> str:

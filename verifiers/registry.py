@@ -15,7 +15,13 @@ from verifiers.base import Verifier
 from verifiers.options import build_config, did_you_mean
 
 ENTRY_POINT_GROUP = "olmorl.verifiers"
-_BUILTIN_MODULES = ("verifiers.code", "verifiers.contains", "verifiers.math")
+_BUILTIN_MODULES = (
+    "verifiers.code",
+    "verifiers.contains",
+    "verifiers.ifeval",
+    "verifiers.judge",
+    "verifiers.math",
+)
 
 V = TypeVar("V", bound=type[Verifier])
 

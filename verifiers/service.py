@@ -3,14 +3,15 @@
 Each verifier gets its own concurrency limit, per-call timeout and retries, so a slow one (an LLM
 judge, a sandbox run) holds only its own slots while the others go on. A call that times out or
 raises after its retries scores 0 with the reason `timeout` or `error:<Type>` and is counted;
-it never raises into the caller. Results are cached by (verifier, response, label), since
-groups repeat responses and epochs repeat prompts.
+it never raises into the caller. Results are cached by (verifier, response, label, prompt), since
+groups repeat responses and epochs repeat prompts; transient failures are not cached.
 
 Pure asyncio, no Ray: the RL loop runs one `RewardService` per reward actor, `olmorl verify` one
 in-process.
 """
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -44,6 +45,7 @@ class VerifierStats:
     cache_hits: int = 0
     timeouts: int = 0
     failures: int = 0
+    """Calls that raised after their retries, or returned a transient failure."""
     retries: int = 0
     latency_s: list[float] = field(default_factory=list)
     """Wall time of each uncached call, waiting for a slot included."""
@@ -105,7 +107,7 @@ class RewardService:
         self._slots = {
             name: asyncio.Semaphore(lim.concurrency) for name, lim in self.limits.items()
         }
-        self._cache: OrderedDict[tuple[str, str, str], VerifierResult] = OrderedDict()
+        self._cache: OrderedDict[bytes, VerifierResult] = OrderedDict()
         self._cache_size = cache_size
         self._stats = {name: VerifierStats() for name in self.verifiers}
 
@@ -132,7 +134,7 @@ class RewardService:
     ) -> VerifierResult:
         stats = self._stats[name]
         stats.calls += 1
-        key = (name, response, _label_key(label))
+        key = _cache_key(name, response, label, row)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -141,8 +143,7 @@ class RewardService:
         started = time.perf_counter()
         result = await self._call_with_retries(name, response, label, row, stats)
         stats.latency_s.append(time.perf_counter() - started)
-        if result.reason != "timeout" and not result.reason.startswith("error:"):
-            # Failures are not cached: the next epoch may find the judge reachable again.
+        if not result.transient:
             self._cache[key] = result
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -155,20 +156,30 @@ class RewardService:
         async with self._slots[name]:
             for attempt in range(limits.retries + 1):
                 try:
-                    return await asyncio.wait_for(
+                    result = await asyncio.wait_for(
                         self.verifiers[name](response, label, row), limits.timeout_s
                     )
+                    if result.transient:  # the verifier's own failure, e.g. judge_unreachable
+                        stats.failures += 1
+                        stats.last_error = result.reason
+                    return result
                 except TimeoutError:
                     stats.timeouts += 1
-                    return VerifierResult(0.0, "timeout")
+                    return VerifierResult(0.0, "timeout", transient=True)
                 except Exception as e:  # noqa: BLE001 -- a verifier bug or bad label must not stop the run
                     error = e
                     if attempt < limits.retries:
                         stats.retries += 1
             stats.failures += 1
             stats.last_error = f"{type(error).__name__}: {error}"
-            return VerifierResult(0.0, f"error:{type(error).__name__}")
+            return VerifierResult(0.0, f"error:{type(error).__name__}", transient=True)
 
 
-def _label_key(label: Any) -> str:
-    return label if isinstance(label, str) else json.dumps(label, sort_keys=True, default=repr)
+def _cache_key(name: str, response: str, label: Any, row: Mapping[str, Any]) -> bytes:
+    """A digest, so that the cache holds 32 bytes per entry however long the responses are.
+
+    The prompt is part of it: a reference-free judge scores the same response differently under
+    different questions.
+    """
+    parts = [name, response, label, row.get("messages")]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).digest()

@@ -77,6 +77,21 @@ class VerifierLimitsConfig(StrictConfig):
     """Further attempts after a call raises; after them it scores 0 with reason `error:<Type>`."""
 
 
+class JudgeServerConfig(StrictConfig):
+    model: str
+    """Judge checkpoint (local path or hub name) that vLLM serves for the `judge` verifier."""
+    num_gpus: int = Field(default=1, ge=0)
+    """GPUs of the server's Ray actor (its tensor parallelism); 0 on CPU-only machines."""
+    dtype: str = "auto"
+    """Weights dtype of the judge."""
+    max_model_len: int | None = Field(default=None, ge=1)
+    """Context of the judge (prompt + reply); null takes the model's."""
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    """As rollout.gpu_memory_utilization; null: vLLM's default on GPU, 0.2 on CPU."""
+    extra_args: list[str] = Field(default_factory=list)
+    """Further `vllm` server flags, e.g. [--tensor-parallel-size, "2"]."""
+
+
 class VerifiersConfig(StrictConfig):
     weights: dict[str, float] = Field(default_factory=dict)
     """Per-verifier reward weights (default 1.0); a row listing several verifiers sums them."""
@@ -88,8 +103,10 @@ class VerifiersConfig(StrictConfig):
     """Concurrency, timeout and retries of every verifier not named in `limits`."""
     limits: dict[str, VerifierLimitsConfig] = Field(default_factory=dict)
     """Per-verifier limits, e.g. `{judge: {concurrency: 16, timeout_s: 300, retries: 2}}`."""
+    judge_server: JudgeServerConfig | None = None
+    """A vLLM server the run starts for the `judge` verifier, which then needs no `url` option."""
     cache_size: int = Field(default=65536, ge=0)
-    """Results kept per reward worker, keyed by (verifier, response, label)."""
+    """Results kept per reward worker, keyed by (verifier, response, label, prompt)."""
 
 
 class RLConfig(StrictConfig):
@@ -116,6 +133,12 @@ class RLConfig(StrictConfig):
             raise ValueError(
                 f"data.max_prompt_tokens + rollout.max_response_tokens = {needed} exceeds "
                 f"model.max_position_embeddings ({limit})"
+            )
+        judge_url = self.verifiers.options.get("judge", {}).get("url")
+        if self.verifiers.judge_server is not None and judge_url:
+            raise ValueError(
+                "verifiers.judge_server starts a judge and verifiers.options.judge.url names "
+                "another; set one of them"
             )
         if needed > self.learner.micro_batch_tokens:
             raise ValueError(

@@ -11,12 +11,14 @@ from pathlib import Path
 import ray
 import torch
 
-from olmorl.config import RLConfig
+from olmorl.config import RLConfig, VerifiersConfig
+from olmorl.config.rl import JudgeServerConfig
 from olmorl.learner.worker import LearnerWorker
 from olmorl.rl.batch import StepBatch
 from olmorl.rl.rewards import RewardWorker
 from olmorl.rl.types import Prompt, PromptGroup, ScoredGroup
 from olmorl.rollout.engine import RolloutEngine
+from olmorl.rollout.judge_server import JudgeServer
 from olmorl.rollout.weight_sync import RayWeightSink
 
 
@@ -38,17 +40,40 @@ class RLCluster:
             .remote(rank, world, cfg.model, cfg.learner, cfg.algo, cfg.rollout.temperature)
             for rank in range(world)
         ]
-        self.reward_workers = [
-            ray.remote(RewardWorker).options(num_cpus=0).remote(cfg.verifiers, verifier_names)
-            for _ in range(cfg.verifiers.num_workers)
-        ]
+        judge_url = self._start_judge_server(cfg.verifiers.judge_server)
         address, port = ray.get(self.learners[0].address.remote())
         starting = [a.start.remote() for a in self.rollout_actors]
         ray.get(
             [learner.setup.remote(address, port, cfg.run.seed) for learner in self.learners]
             + starting
         )
+        verifiers = (
+            _with_judge_url(cfg.verifiers, ray.get(judge_url)) if judge_url else cfg.verifiers
+        )
+        self.reward_workers = [
+            ray.remote(RewardWorker).options(num_cpus=0).remote(verifiers, verifier_names)
+            for _ in range(verifiers.num_workers)
+        ]
         self.version = 0
+
+    def _start_judge_server(self, server: JudgeServerConfig | None) -> ray.ObjectRef | None:
+        """Starts the configured judge's vLLM server; returns the ref of its url (it starts while
+        the engines and learners do)."""
+        self.judge_server = None
+        if server is None:
+            return None
+        self.judge_server = (
+            ray.remote(JudgeServer)
+            .options(num_cpus=1, num_gpus=server.num_gpus)
+            .remote(
+                server.model,
+                dtype=server.dtype,
+                max_model_len=server.max_model_len,
+                gpu_memory_utilization=server.gpu_memory_utilization,
+                extra_args=server.extra_args,
+            )
+        )
+        return self.judge_server.start.remote()
 
     def push_weights(self) -> int:
         """Full weights from the learners to every engine; returns the policy version now served."""
@@ -122,5 +147,13 @@ class RLCluster:
             + [w.shutdown.remote() for w in self.reward_workers]
         )
         ray.get([learner.shutdown.remote() for learner in self.learners])
+        if self.judge_server is not None:
+            ray.get(self.judge_server.shutdown.remote())
+            ray.kill(self.judge_server)
         for actor in self.rollout_actors + self.learners + self.reward_workers:
             ray.kill(actor)
+
+
+def _with_judge_url(verifiers: VerifiersConfig, url: str) -> VerifiersConfig:
+    options = {**verifiers.options, "judge": {**verifiers.options.get("judge", {}), "url": url}}
+    return verifiers.model_copy(update={"options": options})

@@ -114,20 +114,38 @@ def test_checkpoint_loads_in_transformers_and_vllm(ray_cluster, target_token_run
     assert diff < 1e-4
 
 
-def test_math_run_with_mini_batches_and_offline_wandb(ray_cluster, tiny_model_dir, tmp_path):
+def test_mixed_run_logs_reward_per_verifier(ray_cluster, tiny_model_dir, tmp_path):
+    """All four reward families in one run (the judge a vLLM server the run starts), with two
+    mini-batches and offline wandb."""
     result = run_recipe(
-        "rl_math.yaml",
+        "rl_mixed.yaml",
         tiny_model_dir,
         tmp_path,
-        "run.steps=3",
+        "data.train=[recipes/tiny/data/mixed.jsonl, recipes/tiny/data/judge.jsonl]",
+        "run.steps=4",
+        f"verifiers.judge_server.model={tiny_model_dir}",
+        "verifiers.judge_server.num_gpus=0",
+        "verifiers.judge_server.dtype=float32",
+        "verifiers.judge_server.max_model_len=1024",
+        "verifiers.judge_server.gpu_memory_utilization=0.1",
+        "verifiers.judge_server.extra_args=[--enforce-eager]",
+        "verifiers.options.judge.structured_output=true",
+        "verifiers.options.judge.max_tokens=16",
         "algo.num_mini_batches=2",
         "algo.filter_zero_variance=false",
         "run.wandb.enabled=true",
         "run.wandb.mode=offline",
     )
     logged = records(result)
-    assert [r["step"] for r in logged] == [1, 2, 3]
-    assert all("reward/math" in r and 0.0 <= r["reward/math"] <= 1.0 for r in logged)
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]
+    # 4 steps × 8 prompts is one epoch of the 32 rows, so every verifier scored its 8 rows.
+    for name in ("math", "code", "ifeval", "judge"):
+        steps = [r for r in logged if f"reward/{name}" in r]
+        assert all(0.0 <= r[f"reward/{name}"] <= 1.0 for r in steps), name
+        assert sum(r[f"verifier/{name}/calls"] for r in steps) == 8 * 4, name
+        assert (
+            sum(r[f"verifier/{name}/failures"] + r[f"verifier/{name}/timeouts"] for r in steps) == 0
+        )
     # Two optimizer steps per rollout batch: the policy version advances by two each step.
-    assert [r["policy_version"] for r in logged] == [2, 4, 6]
+    assert [r["policy_version"] for r in logged] == [2, 4, 6, 8]
     assert list((result.run_dir / "wandb").glob("offline-run-*"))

@@ -145,3 +145,24 @@ def test_take_stats_resets_the_counters() -> None:
     asyncio.run(service.score(row("v"), "a"))
     assert service.take_stats()["v"].calls == 1
     assert service.take_stats()["v"].calls == 0
+
+
+def test_transient_results_are_not_cached_and_the_prompt_is_part_of_the_key() -> None:
+    class DownThenUp(Scripted):
+        async def __call__(self, response, label, row):
+            self.calls += 1
+            return VerifierResult(0.0, "judge_unreachable", transient=self.calls == 1)
+
+    v = DownThenUp()
+    service = RewardService({"v": v})
+    ask = {"dataset": "v", "ground_truth": None, "messages": [{"role": "user", "content": "q1"}]}
+    other = {**ask, "messages": [{"role": "user", "content": "q2"}]}
+
+    async def run():
+        for r in (ask, ask, ask, other):
+            await service.score(r, "same answer")
+
+    asyncio.run(run())
+    assert v.calls == 3  # the transient result was retried; the verdict cached; q2 is new
+    stats = service.take_stats()["v"]
+    assert (stats.failures, stats.last_error) == (1, "judge_unreachable")

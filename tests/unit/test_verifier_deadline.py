@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from verifiers.deadline import DeadlineWorker, WorkerCrashed, WorkerError
+from verifiers.deadline import DeadlineWorker, DeadlineWorkerPool, WorkerCrashed, WorkerError
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,18 @@ def test_a_failing_initializer_is_reported() -> None:
     with pytest.raises(WorkerError, match="initializer raised"):
         w.call(operator.add, 1, 1, timeout_s=5)
     w.close()
+
+
+def test_a_pool_spreads_calls_over_its_children() -> None:
+    pool = DeadlineWorkerPool(2)
+    try:
+        with ThreadPoolExecutor(4) as threads:
+            pids = set(threads.map(lambda _: pool.call(os.getpid, timeout_s=5), range(8)))
+        assert len(pids) == 2 and os.getpid() not in pids
+        # A timeout replaces only the child it happened in.
+        with pytest.raises(TimeoutError):
+            pool.call(time.sleep, 5, timeout_s=0.2)
+        after = {pool.call(os.getpid, timeout_s=5) for _ in range(2)}
+        assert len(after & pids) == 1
+    finally:
+        pool.close()
