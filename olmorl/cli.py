@@ -150,6 +150,56 @@ def bench_rollout(
     typer.echo(format_table(run_bench(cfg, prompts), unit="tokens"))
 
 
+@bench_app.command("rl")
+def bench_rl(
+    config: Annotated[Path, typer.Argument(help="Recipe YAML: model, data, cluster, batch sizes.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+    steps: Annotated[int, typer.Option(help="Measured steps per mode (after one warm-up).")] = 5,
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated: sync, async, async+active, async+inflight.")
+    ] = "sync,async,async+active,async+inflight",
+    shortest: Annotated[
+        int, typer.Option(help="Shortest response (tokens) of the long tail.")
+    ] = 16,
+    alpha: Annotated[
+        float, typer.Option(help="Pareto tail index; smaller is longer-tailed.")
+    ] = 1.2,
+    async_steps: Annotated[int, typer.Option(help="algo.async_steps of the async modes.")] = 1,
+) -> None:
+    """End-to-end training tokens/s per scheduling mode, as a ratio to the first mode."""
+    try:
+        cfg = load_config(RLConfig, config, overrides or [])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    from olmorl.bench.rl import bench_rl as run_bench
+    from olmorl.bench.rl import format_modes
+
+    try:
+        results = run_bench(
+            cfg, [m.strip() for m in modes.split(",")], steps, shortest, alpha, async_steps
+        )
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    typer.echo(format_modes(results))
+
+
+@bench_app.command("weight-sync")
+def bench_weight_sync(
+    config: Annotated[Path, typer.Argument(help="Recipe YAML: model, engines, learners.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+    pushes: Annotated[int, typer.Option(help="Timed pushes (after one warm-up).")] = 5,
+) -> None:
+    """Bytes/s of a learner-to-engines weight push against a plain copy of the same bytes."""
+    try:
+        cfg = load_config(RLConfig, config, overrides or [])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    from olmorl.bench.table import format_table
+    from olmorl.bench.weight_sync import bench_weight_sync as run_bench
+
+    typer.echo(format_table(run_bench(cfg, pushes), unit="bytes"))
+
+
 @bench_app.command("verifiers")
 def bench_verifiers(
     math: Annotated[int, typer.Option(help="Math verifications to time.")] = 500,

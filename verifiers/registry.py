@@ -17,6 +17,7 @@ from verifiers.options import build_config, did_you_mean
 ENTRY_POINT_GROUP = "olmorl.verifiers"
 _BUILTIN_MODULES = (
     "verifiers.code",
+    "verifiers.coin",
     "verifiers.contains",
     "verifiers.ifeval",
     "verifiers.judge",

@@ -50,6 +50,10 @@ class LearnerConfig(StrictConfig):
     """Gradient clipping threshold on the global norm."""
     micro_batch_tokens: int = Field(default=16_384, ge=16)
     """Token budget of one packed micro-batch row."""
+    cpu_cores: list[int] | None = None
+    """CPU machines: cores every learner rank's threads are pinned to. Disjoint from
+    rollout.cpu_cores, training and generation overlap instead of time-slicing (as GPUs are
+    disjoint on a cluster)."""
 
     @field_validator("strategy", mode="before")
     @classmethod

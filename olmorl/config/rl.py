@@ -4,7 +4,7 @@ The defaults are Olmo 3's RL settings (../shared/design.md §3): group size 8, c
 TIS cap 2.0, no KL, centred advantages without std division, zero-variance groups filtered.
 """
 
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,11 @@ class RolloutConfig(StrictConfig):
     """Sampling temperature; the learner divides its logits by the same value."""
     top_p: float = Field(default=1.0, gt=0, le=1)
     """Nucleus sampling; keep 1.0 so importance ratios stay well defined."""
+    weight_update: Literal["inflight", "drain", "abort"] = "inflight"
+    """What running requests do during a weight push: keep their KV cache and continue under
+    the new weights (inflight), finish first (drain), or stop and be sampled again (abort)."""
+    cpu_cores: list[int] | None = None
+    """CPU machines: cores each engine's processes and vLLM's OpenMP threads are pinned to."""
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower decode)."""
 
@@ -49,7 +54,11 @@ class AlgorithmConfig(StrictConfig):
     filter_zero_variance: bool = True
     """Drop groups whose rewards are all equal (they carry no gradient)."""
     async_steps: int = Field(default=1, ge=0)
-    """Most policy versions a rollout may lag the learner; 0 is fully synchronous."""
+    """Batches sampled ahead of the learner; a trained token is at most this many steps' policy
+    versions old (older groups are dropped). 0 is fully synchronous."""
+    active_sampling: bool = True
+    """With filter_zero_variance, replace zero-variance groups as they arrive, so every batch
+    holds exactly prompts_per_step groups with a gradient."""
     mask_truncated: bool = False
     """Keep responses that hit the length limit out of the loss."""
     truncation_penalty: float = Field(default=0.0, ge=0)

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from olmorl.algo import PackedRow, olmorl_policy_loss, token_entropy, token_logprobs
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
+from olmorl.cpu import pin_to_cores
 from olmorl.learner.batch import MiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
 from olmorl.learner.parallelize import parallelize_fsdp2
@@ -59,6 +60,8 @@ class LearnerWorker:
     def setup(self, master_addr: str, master_port: int, seed: int) -> None:
         """Joins the process group, loads and shards the policy, builds the optimizer."""
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        if self.learner_cfg.cpu_cores:
+            pin_to_cores(self.learner_cfg.cpu_cores)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from olmorl.algo import (
     build_trajectory_tokens,
@@ -34,7 +35,7 @@ def build_step_batch(
     completions = [c for g in groups for c in g.group.completions]
     rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float64)  # [G, n]
     truncated = torch.tensor([[c.truncated for c in g.group.completions] for g in groups])  # [G, n]
-    shaped = rewards - algo.truncation_penalty * truncated
+    shaped = _shaped_rewards(rewards, truncated, algo)
     advantages = group_advantages(shaped, normalize_std=algo.normalize_advantage_std)  # [G, n]
     degenerate = (
         zero_variance_groups(shaped)
@@ -43,12 +44,11 @@ def build_step_batch(
     )
     kept = [i for i in range(len(groups)) if not degenerate[i]]
     stats = {
-        "reward": float(rewards.mean()),
+        **reward_stats(groups),
         "response_tokens": sum(len(c.token_ids) for c in completions) / len(completions),
         "truncation_rate": float(truncated.float().mean()),
         "groups_filtered": float(degenerate.sum()),
         "groups_trained": float(len(kept)),
-        **_per_verifier_rewards(groups),
     }
     if not kept:
         return StepBatch(per_rank=[[] for _ in range(world_size)], stats=stats)
@@ -73,6 +73,17 @@ def build_step_batch(
     return StepBatch(per_rank=per_rank, stats=stats)
 
 
+def is_degenerate(group: ScoredGroup, algo: AlgorithmConfig) -> bool:
+    """Whether the group's shaped rewards are all equal, so it carries no gradient."""
+    rewards = torch.tensor([group.rewards], dtype=torch.float64)
+    truncated = torch.tensor([[c.truncated for c in group.group.completions]])
+    return bool(zero_variance_groups(_shaped_rewards(rewards, truncated, algo))[0])
+
+
+def _shaped_rewards(rewards: Tensor, truncated: Tensor, algo: AlgorithmConfig) -> Tensor:
+    return rewards - algo.truncation_penalty * truncated
+
+
 def _split_evenly(items: list[int], parts: int) -> list[list[int]]:
     size, extra = divmod(len(items), parts)
     out, start = [], 0
@@ -83,10 +94,11 @@ def _split_evenly(items: list[int], parts: int) -> list[list[int]]:
     return out
 
 
-def _per_verifier_rewards(groups: Sequence[ScoredGroup]) -> dict[str, float]:
-    """`reward/<name>`: the mean score over the responses that verifier scored, not all of them."""
-    totals: dict[str, list[float]] = {}
+def reward_stats(groups: Sequence[ScoredGroup]) -> dict[str, float]:
+    """`reward`: the mean over every response; `reward/<name>`: the mean score over the responses
+    that verifier scored, not all of them. Empty when there are no groups."""
+    scores: dict[str, list[float]] = {"reward": [r for g in groups for r in g.rewards]}
     for g in groups:
-        for name, scores in g.verifier_scores.items():
-            totals.setdefault(name, []).extend(scores)
-    return {f"reward/{name}": sum(s) / len(s) for name, s in sorted(totals.items())}
+        for name, values in g.verifier_scores.items():
+            scores.setdefault(f"reward/{name}", []).extend(values)
+    return {key: sum(v) / len(v) for key, v in sorted(scores.items()) if v}

@@ -1,22 +1,23 @@
 """The actors of one RL run and the verbs the loop calls on them as a whole.
 
 Rollout engines (vLLM), learner ranks (one torch.distributed group) and reward workers, started
-on the current Ray cluster. Generation and scoring overlap: each group goes to a reward worker
-as soon as its engine returns it.
+on the current Ray cluster; `producer()` keeps the engines and reward workers busy (producer.py).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import ray
 import torch
 
-from olmorl.config import RLConfig, VerifiersConfig
+from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
 from olmorl.learner.worker import LearnerWorker
 from olmorl.rl.batch import StepBatch
+from olmorl.rl.producer import ProducerSettings, RolloutProducer
+from olmorl.rl.prompts import PromptSampler
 from olmorl.rl.rewards import RewardWorker
-from olmorl.rl.types import Prompt, PromptGroup, ScoredGroup
+from olmorl.rl.types import Prompt
 from olmorl.rollout.engine import RolloutEngine
 from olmorl.rollout.judge_server import JudgeServer
 from olmorl.rollout.weight_sync import RayWeightSink
@@ -75,9 +76,10 @@ class RLCluster:
         )
         return self.judge_server.start.remote()
 
-    def push_weights(self) -> int:
-        """Full weights from the learners to every engine; returns the policy version now served."""
-        sink = RayWeightSink(self.rollout_actors)
+    def push_weights(self, mode: str | None = None) -> int:
+        """Full weights from the learners to every engine; returns the policy version now served.
+        `mode` (inflight, drain, abort) replaces rollout.weight_update."""
+        sink = RayWeightSink(self.rollout_actors, mode or self.cfg.rollout.weight_update)
         versions = ray.get(
             [
                 learner.push_weights.remote(sink if rank == 0 else None)
@@ -87,36 +89,56 @@ class RLCluster:
         self.version = versions[0]
         return self.version
 
-    def rollout(
-        self, prompts: Mapping[int, Prompt], seeds: Mapping[int, int], tokenizer
-    ) -> list[ScoredGroup]:
-        """Samples a group per prompt and scores it; groups come back in the order of `prompts`."""
-        n = self.cfg.algo.group_size
-        order = list(prompts)
-        pending = {
-            self.rollout_actors[i % len(self.rollout_actors)].generate.remote(
-                prompts[p].token_ids, n, seeds[p]
-            ): p
-            for i, p in enumerate(order)
-        }
-        groups: dict[int, PromptGroup] = {}
-        scoring = {}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            prompt = pending.pop(done[0])
-            completions = ray.get(done[0])
-            groups[prompt] = PromptGroup(
-                prompt, tuple(prompts[prompt].token_ids), tuple(completions)
-            )
-            texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
+    def producer(
+        self,
+        prompts: Sequence[Prompt],
+        sampler: PromptSampler,
+        tokenizer,
+        algo: AlgorithmConfig | None = None,
+        fixed_lengths: Sequence[int] | None = None,
+    ) -> RolloutProducer:
+        """A rollout producer over this cluster's engines and reward workers (not started).
+
+        `algo` replaces the run's algorithm settings (benchmarks compare several);
+        `fixed_lengths[i]` makes every response to prompt i that many tokens long.
+        """
+        algo = algo or self.cfg.algo
+        workers = self.reward_workers
+
+        def generate(prompt: int, engine: int, prompt_ids: list[int], n: int, seed: int):
+            length = None if fixed_lengths is None else fixed_lengths[prompt]
+            actor = self.rollout_actors[engine]
+            return actor.generate.remote(prompt_ids, n, seed, fixed_length=length).future()
+
+        def score(prompt: int, row, responses):
+            texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in responses]
             # By prompt, so that a prompt's repeated responses meet the same worker's cache.
-            worker = self.reward_workers[prompt % len(self.reward_workers)]
-            scoring[prompt] = worker.score_group.remote(prompts[prompt].row, texts)
-        scored = []
-        for prompt in order:
-            rewards, per_verifier = ray.get(scoring[prompt])
-            scored.append(ScoredGroup(groups[prompt], rewards, per_verifier))
-        return scored
+            worker = workers[prompt % len(workers)]
+            return worker.score_group.remote(row, texts).future()
+
+        return RolloutProducer(
+            ProducerSettings.from_algo(algo, self.cfg.run.seed),
+            prompts,
+            sampler,
+            len(self.rollout_actors),
+            generate,
+            score,
+            algo,
+        )
+
+    def engine_stats(self) -> dict[str, float]:
+        """Each engine's tokens/s, and the engines' mean busy, occupancy and paused fractions,
+        since the last call."""
+        per_engine = ray.get([a.take_activity.remote() for a in self.rollout_actors])
+        metrics = {}
+        for index, a in enumerate(per_engine):
+            metrics[f"engine/{index}/tokens_per_s"] = a["tokens"] / max(a["wall_s"], 1e-9)
+        for key in ("busy", "occupancy", "paused"):
+            metrics[f"engine/{key}_fraction"] = sum(
+                a[f"{key}_s"] / max(a["wall_s"], 1e-9) for a in per_engine
+            ) / len(per_engine)
+        metrics["time/generation_paused"] = max(a["paused_s"] for a in per_engine)
+        return metrics
 
     def reward_stats(self) -> dict[str, float]:
         """Per-verifier calls, cache hits, timeouts, failures and latencies since the last call."""

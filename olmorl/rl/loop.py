@@ -1,12 +1,13 @@
-"""`olmorl rl`: the synchronous OlmoRL loop, one named step after another.
+"""`olmorl rl`: the OlmoRL loop, one named step after another.
 
-Each step: draw prompts → sample groups on the rollout engines and score them → advantages and
+The rollout producer keeps the engines generating and the reward workers scoring, up to
+`algo.async_steps` batches ahead. Each step: take a full batch from it → advantages and
 zero-variance filtering → one optimizer step per mini-batch on the learners → push the new weights
-to every engine. Outputs go to the run directory: metrics.jsonl, checkpoints/, reward.png.
+to every engine (in flight, by default). Outputs go to the run directory: metrics.jsonl,
+checkpoints/, reward.png.
 """
 
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +62,15 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     started_ray = init_ray(cfg)
     cluster = None
     checkpoints: list[Path] = []
+    producer = None
     try:
         cluster = RLCluster(cfg, verifier_names)
         cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
+        producer = cluster.producer(prompts, sampler, tokenizer)
+        producer.start()
         bar = tqdm(range(1, cfg.run.steps + 1), desc="olmorl rl", unit="step", dynamic_ncols=True)
         for step in bar:
-            indices = sampler.take(cfg.algo.prompts_per_step)
-            metrics = train_one_step(
-                cluster, cfg, step, {i: prompts[i] for i in indices}, tokenizer
-            )
+            metrics = train_one_step(cluster, producer, cfg, step)
             log.log(step, metrics)
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
             if step == cfg.run.steps or (
@@ -80,6 +81,8 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
                 )
     finally:
         log.close()
+        if producer is not None:
+            producer.stop()
         if cluster is not None:
             cluster.shutdown()
         if started_ray:
@@ -88,37 +91,41 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
 
 
-def train_one_step(
-    cluster, cfg: RLConfig, step: int, prompts: dict[int, Prompt], tokenizer
-) -> dict[str, float]:
-    """Generate and score → build the batch → optimizer step(s) → weight push; returns the metrics."""
+def train_one_step(cluster, producer, cfg: RLConfig, step: int) -> dict[str, float]:
+    """Take a batch → build it → optimizer step(s) → weight push; returns the step's metrics.
+
+    The producer keeps generating throughout (up to algo.async_steps batches ahead), so the time
+    spent waiting for the batch is the learner's idle time.
+    """
     from olmorl.rl.batch import build_step_batch
 
     t_start = time.perf_counter()
-    # Per-request seeds make a run's samples depend on (seed, step, prompt) only.
-    seeds = {i: random.Random(f"{cfg.run.seed}/{step}/{i}").getrandbits(31) for i in prompts}
-    groups = cluster.rollout(prompts, seeds, tokenizer)
-    reward_metrics = cluster.reward_stats()
-    t_generated = time.perf_counter()
+    taken = producer.take(learner_version=cluster.version)
+    t_taken = time.perf_counter()
     batch = build_step_batch(
-        groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens
+        taken.groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens
     )
     learner_metrics = cluster.train(batch) if batch.per_rank[0] else {}
     t_trained = time.perf_counter()
     version = cluster.push_weights()
     t_synced = time.perf_counter()
-    generated = sum(len(c.token_ids) for g in groups for c in g.group.completions)
+    producer.step_done(step)
+    trained_tokens = sum(len(c.token_ids) for g in taken.groups for c in g.group.completions)
+    step_s = t_synced - t_start
     return {
-        **batch.stats,
+        # `reward` is the producer's, over all it sampled; the trained batch's is `batch/reward`.
+        **{f"batch/{k}" if k.startswith("reward") else k: v for k, v in batch.stats.items()},
+        **taken.stats,
         **learner_metrics,
-        **reward_metrics,
+        **cluster.reward_stats(),
+        **cluster.engine_stats(),
         "policy_version": version,
-        "time/step": t_synced - t_start,
-        "time/generate_and_score": t_generated - t_start,
-        "time/train": t_trained - t_generated,
+        "time/step": step_s,
+        "time/wait_for_rollouts": t_taken - t_start,
+        "time/train": t_trained - t_taken,
         "time/weight_sync": t_synced - t_trained,
-        "rollout_tokens_per_s": generated / (t_generated - t_start),
-        "tokens_per_s": generated / (t_synced - t_start),
+        "learner_idle_fraction": (t_taken - t_start) / step_s,
+        "tokens_per_s": trained_tokens / step_s,
     }
 
 

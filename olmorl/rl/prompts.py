@@ -9,21 +9,31 @@ class PromptSampler:
             raise ValueError("the training data holds no prompts")
         self.num_prompts, self.seed, self.shuffle = num_prompts, seed, shuffle
         self.epoch, self.position = 0, 0
+        self.excluded: set[int] = set()
         self._order = self._permutation()
 
     def take(self, count: int) -> list[int]:
         """The next `count` prompt indices, crossing into the next epoch when one runs out."""
         taken = []
         while len(taken) < count:
-            if self.position == self.num_prompts:
+            if self.position == len(self._order):
                 self.epoch, self.position = self.epoch + 1, 0
                 self._order = self._permutation()
             taken.append(self._order[self.position])
             self.position += 1
         return taken
 
+    def exclude(self, index: int) -> None:
+        """Leaves prompt `index` out from the next epoch on (it is solved)."""
+        self.excluded.add(index)
+
     def _permutation(self) -> list[int]:
-        order = list(range(self.num_prompts))
+        order = [i for i in range(self.num_prompts) if i not in self.excluded]
+        if not order:
+            raise RuntimeError(
+                f"every one of the {self.num_prompts} prompts is excluded by "
+                "algo.pass_rate_exclusion: the data set is solved"
+            )
         if self.shuffle:
             random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
         return order

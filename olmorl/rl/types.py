@@ -22,13 +22,20 @@ class Completion:
     logprobs: tuple[float, ...]
     """vLLM's logprob of each generated token, of the temperature-processed distribution."""
     finish_reason: str
-    """`stop` (end of turn or text) or `length` (hit the response limit)."""
-    policy_version: int
-    """Version of the weights the engine held when the response finished."""
+    """`stop` (end of turn or text), `length` (hit the response limit) or `abort` (cut off by an
+    `abort` weight update; such a response is never trained on)."""
+    token_versions: tuple[int, ...]
+    """Policy version of the weights that sampled each token; a response that spanned an
+    in-flight weight update has several."""
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    @property
+    def oldest_version(self) -> int | None:
+        """Version of its first token, the stalest; None for an empty response."""
+        return self.token_versions[0] if self.token_versions else None
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,16 @@ import gc
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from olmorl.config import ModelConfig, RolloutConfig
+from olmorl.cpu import pin_to_cores
 from olmorl.rl.types import Completion
+from olmorl.rollout.activity import EngineActivity
 
 _EXTENSION = "olmorl.rollout.cpu_weight_transfer.WeightTransferExtension"
+_PAUSE_MODES = {"inflight": "keep", "drain": "wait", "abort": "abort"}
 
 
 def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
@@ -27,9 +31,9 @@ def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
         # request with its own seed has a chunked prefill; CPU runs rely on the engine's seed.
         seed = None
 
+    extra.setdefault("max_tokens", rollout.max_response_tokens)
     return SamplingParams(
         n=n,
-        max_tokens=rollout.max_response_tokens,
         temperature=rollout.temperature,
         top_p=rollout.top_p,
         logprobs=0,
@@ -44,6 +48,7 @@ class RolloutEngine:
         self.max_model_len, self.seed = max_model_len, seed
         self.version = 0
         self.llm = None
+        self.activity = EngineActivity(rollout.max_num_seqs)
 
     async def start(self) -> None:
         from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
@@ -51,6 +56,11 @@ class RolloutEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from olmorl.rollout.cpu_weight_transfer import BACKEND_NAME
+
+        if self.rollout.cpu_cores:
+            pin_to_cores(self.rollout.cpu_cores)
+            # vLLM's CPU worker binds its OpenMP threads itself; "auto" would take every core.
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, self.rollout.cpu_cores))
 
         args = AsyncEngineArgs(
             model=self.model_cfg.path,
@@ -72,25 +82,50 @@ class RolloutEngine:
         await self.llm.init_weight_transfer_engine(WeightTransferInitRequest(init_info={}))
 
     async def generate(
-        self, prompt_ids: list[int], n: int, seed: int | None = None
+        self,
+        prompt_ids: list[int],
+        n: int,
+        seed: int | None = None,
+        fixed_length: int | None = None,
     ) -> list[Completion]:
-        """Samples n responses to one prompt, with the logprob of every sampled token."""
+        """Samples n responses to one prompt, with the logprob and policy version of every token.
+
+        A weight update may land while the request runs (`inflight`): its tokens then carry
+        different versions, as vLLM labels them. A request aborted by an `abort` update comes back
+        with finish_reason "abort" and whatever it had generated. `fixed_length` makes every
+        response exactly that long (end-of-text ignored), for benchmarks.
+        """
         from vllm.sampling_params import RequestOutputKind
 
-        params = sampling_params(self.rollout, n, seed, output_kind=RequestOutputKind.FINAL_ONLY)
-        final = None
-        async for output in self.llm.generate(
-            {"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex
-        ):
-            final = output
+        fixed = {} if fixed_length is None else {"max_tokens": fixed_length, "ignore_eos": True}
+        params = sampling_params(
+            self.rollout, n, seed, output_kind=RequestOutputKind.DELTA, **fixed
+        )
+        samples = [_Sample() for _ in range(n)]
+        self.activity.started(n)
+        try:
+            async for output in self.llm.generate(
+                {"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex
+            ):
+                for c in output.outputs:
+                    sample = samples[c.index]
+                    sample.token_ids += c.token_ids
+                    sample.logprobs += [s[t].logprob for t, s in zip(c.token_ids, c.logprobs)]
+                    if c.finish_reason is not None and sample.finish_reason is None:
+                        sample.finish_reason = c.finish_reason
+                        sample.versions = _token_versions(c.weight_versions, len(sample.token_ids))
+                        self.activity.finished(1, len(sample.token_ids))
+        finally:
+            unfinished = [s for s in samples if s.finish_reason is None]
+            self.activity.finished(len(unfinished), sum(len(s.token_ids) for s in unfinished))
         return [
             Completion(
-                token_ids=tuple(c.token_ids),
-                logprobs=tuple(step[token].logprob for token, step in zip(c.token_ids, c.logprobs)),
-                finish_reason=c.finish_reason,
-                policy_version=self.version,
+                token_ids=tuple(s.token_ids),
+                logprobs=tuple(s.logprobs),
+                finish_reason=s.finish_reason or "abort",
+                token_versions=s.versions or (self.version,) * len(s.token_ids),
             )
-            for c in final.outputs
+            for s in samples
         ]
 
     async def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
@@ -107,9 +142,14 @@ class RolloutEngine:
             step[token].logprob for token, step in zip(token_ids[1:], final.prompt_logprobs[1:])
         ]
 
-    async def begin_weight_update(self) -> None:
-        # "keep" freezes running requests and their KV cache; they resume under the new weights.
-        await self.llm.pause_generation(mode="keep", clear_cache=False)
+    async def begin_weight_update(self, mode: str = "inflight") -> None:
+        """Stops scheduling for a weight update; `mode` says what running requests do meanwhile:
+        inflight: frozen with their KV cache, resumed under the new weights; drain: finish first;
+        abort: cut off (their callers get finish_reason "abort")."""
+        self.activity.paused(True)
+        # The KV cache of frozen requests must survive; after drain or abort nothing runs, and a
+        # fresh cache keeps prefixes computed by the old weights out of new requests.
+        await self.llm.pause_generation(mode=_PAUSE_MODES[mode], clear_cache=mode != "inflight")
         await self.llm.start_weight_update()
 
     async def receive_weights(self, safetensors_bytes: bytes) -> None:
@@ -129,6 +169,11 @@ class RolloutEngine:
         await self.llm.finish_weight_update(weight_version=str(version))
         self.version = version
         await self.llm.resume_generation()
+        self.activity.paused(False)
+
+    def take_activity(self) -> dict[str, float]:
+        """Busy time, occupancy, pause time and tokens since the last call (`EngineActivity`)."""
+        return self.activity.take()
 
     async def shutdown(self) -> None:
         if self.llm is not None:
@@ -136,3 +181,21 @@ class RolloutEngine:
             # Collect it now: AsyncLLM.__del__ at interpreter teardown fails noisily.
             self.llm = None
             gc.collect()
+
+
+@dataclass
+class _Sample:
+    """One of a request's n responses, as its tokens stream in."""
+
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+    versions: tuple[int, ...] | None = None
+
+
+def _token_versions(spans, num_tokens: int) -> tuple[int, ...] | None:
+    """Per-token policy versions from vLLM's spans; None when vLLM labelled none."""
+    if not spans:
+        return None
+    versions = tuple(int(span.version) for span in spans for _ in range(span.start, span.end))
+    return versions if len(versions) == num_tokens else None

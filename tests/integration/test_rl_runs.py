@@ -116,7 +116,7 @@ def test_checkpoint_loads_in_transformers_and_vllm(ray_cluster, target_token_run
 
 def test_mixed_run_logs_reward_per_verifier(ray_cluster, tiny_model_dir, tmp_path):
     """All four reward families in one run (the judge a vLLM server the run starts), with two
-    mini-batches and offline wandb."""
+    mini-batches, synchronous sampling and offline wandb."""
     result = run_recipe(
         "rl_mixed.yaml",
         tiny_model_dir,
@@ -133,6 +133,7 @@ def test_mixed_run_logs_reward_per_verifier(ray_cluster, tiny_model_dir, tmp_pat
         "verifiers.options.judge.max_tokens=16",
         "algo.num_mini_batches=2",
         "algo.filter_zero_variance=false",
+        "algo.async_steps=0",  # synchronous: each step's verifier calls are its own batch's
         "run.wandb.enabled=true",
         "run.wandb.mode=offline",
     )

@@ -1,5 +1,7 @@
 """Weights pushed from the learners reach every vLLM engine, before and after an optimizer step."""
 
+import time
+
 import pytest
 import ray
 import torch
@@ -19,84 +21,137 @@ def max_diff(a, b) -> float:
     return float((torch.tensor(a) - torch.tensor(b)).abs().max())
 
 
-def test_weights_reach_every_engine(ray_cluster, tiny_model_dir, tmp_path):
-    # Engines start from seed 0; the learners hold a different model (seed 1), so only a
-    # successful push can make the engines agree with the learners.
-    learner_model = write_tiny_model(tmp_path / "seed1", seed=1)
-    rollout = RolloutConfig(
-        num_actors=2,
-        gpu_memory_utilization=0.1,
-        max_num_seqs=16,
-        max_response_tokens=16,
-        enforce_eager=True,
-    )
-    engines = [
-        ray.remote(RolloutEngine)
-        .options(num_cpus=1)
-        .remote(ModelConfig(path=str(tiny_model_dir), dtype="float32"), rollout, 256, i)
-        for i in range(2)
-    ]
-    algo = AlgorithmConfig(group_size=2, prompts_per_step=2)
-    learners = [
-        ray.remote(LearnerWorker)
-        .options(num_cpus=1)
-        .remote(
-            rank,
-            2,
-            ModelConfig(path=str(learner_model), dtype="float32"),
-            LearnerConfig(num_workers=2, lr=1e-2, micro_batch_tokens=64),
-            algo,
-            1.0,
+class Stack:
+    """Two engines (seed-0 tiny model) and two learner ranks (a seed-1 model), and their verbs."""
+
+    def __init__(self, tiny_model_dir, learner_model):
+        rollout = RolloutConfig(
+            num_actors=2,
+            gpu_memory_utilization=0.1,
+            max_num_seqs=16,
+            max_response_tokens=16,
+            enforce_eager=True,
         )
-        for rank in range(2)
-    ]
-    address, port = ray.get(learners[0].address.remote())
-    ray.get(
-        [l.setup.remote(address, port, 0) for l in learners] + [e.start.remote() for e in engines]
-    )
-    sequence = list(range(10, 60))
+        self.engines = [
+            ray.remote(RolloutEngine)
+            .options(num_cpus=1)
+            .remote(ModelConfig(path=str(tiny_model_dir), dtype="float32"), rollout, 1024, i)
+            for i in range(2)
+        ]
+        self.algo = AlgorithmConfig(group_size=2, prompts_per_step=2)
+        self.learners = [
+            ray.remote(LearnerWorker)
+            .options(num_cpus=1)
+            .remote(
+                rank,
+                2,
+                ModelConfig(path=str(learner_model), dtype="float32"),
+                LearnerConfig(num_workers=2, lr=1e-2, micro_batch_tokens=64),
+                self.algo,
+                1.0,
+            )
+            for rank in range(2)
+        ]
+        address, port = ray.get(self.learners[0].address.remote())
+        ray.get(
+            [learner.setup.remote(address, port, 0) for learner in self.learners]
+            + [e.start.remote() for e in self.engines]
+        )
 
-    def learner_logprobs():
-        return ray.get([l.sequence_logprobs.remote(sequence) for l in learners])[0]
+    def learner_logprobs(self, sequence):
+        return ray.get([learner.sequence_logprobs.remote(sequence) for learner in self.learners])[0]
 
-    def engine_logprobs():
-        return ray.get([e.prompt_logprobs.remote(sequence) for e in engines])
+    def engine_logprobs(self, sequence):
+        return ray.get([e.prompt_logprobs.remote(sequence) for e in self.engines])
 
-    def push():
-        sink = RayWeightSink(engines)
-        return ray.get(
+    def push(self, mode: str = "inflight") -> int:
+        sink = RayWeightSink(self.engines, mode)
+        self.served_version = ray.get(
             [
-                l.push_weights.remote(sink if rank == 0 else None, 64 << 10)
-                for rank, l in enumerate(learners)
+                learner.push_weights.remote(sink if rank == 0 else None, 64 << 10)
+                for rank, learner in enumerate(self.learners)
             ]
         )[0]
+        return self.served_version
 
-    try:
-        before = engine_logprobs()
-        target = learner_logprobs()
-        assert all(max_diff(b, target) > 0.1 for b in before)
-        assert push() == 0
-        after = engine_logprobs()
-        diffs = [max_diff(a, target) for a in after]
-        print(f"\nafter sync, max |vLLM - learner| logprob per engine: {diffs}")
-        assert all(d < 1e-4 for d in diffs)
-
-        # One optimizer step moves the learners; the next push must move every engine with them.
+    def train_once(self) -> None:
         completions = tuple(
-            Completion(tuple(range(20, 28)), tuple([-6.5] * 8), "stop", 0) for _ in range(2)
+            Completion(tuple(range(20, 28)), tuple([-6.5] * 8), "stop", (0,) * 8) for _ in range(2)
         )
         groups = [
             ScoredGroup(PromptGroup(i, (5, 6, 7), completions), (0.0, 1.0), {}) for i in range(2)
         ]
-        batch = build_step_batch(groups, algo, 2, 64)
-        ray.get([l.train_step.remote(mbs) for l, mbs in zip(learners, batch.per_rank)])
-        trained = learner_logprobs()
-        assert max_diff(trained, target) > 1e-3
-        assert push() == 1
-        diffs = [max_diff(a, trained) for a in engine_logprobs()]
-        print(f"after a step and a sync: {diffs}")
-        assert all(d < 1e-4 for d in diffs)
-    finally:
-        ray.get([e.shutdown.remote() for e in engines] + [l.shutdown.remote() for l in learners])
-        for actor in engines + learners:
+        batch = build_step_batch(groups, self.algo, 2, 64)
+        ray.get([lr.train_step.remote(mbs) for lr, mbs in zip(self.learners, batch.per_rank)])
+
+    def shutdown(self) -> None:
+        ray.get(
+            [e.shutdown.remote() for e in self.engines]
+            + [learner.shutdown.remote() for learner in self.learners]
+        )
+        for actor in self.engines + self.learners:
             ray.kill(actor)
+
+
+@pytest.fixture(scope="module")
+def stack(ray_cluster, tiny_model_dir, tmp_path_factory):
+    # Engines start from seed 0; the learners hold a different model (seed 1), so only a
+    # successful push can make the engines agree with the learners.
+    stack = Stack(tiny_model_dir, write_tiny_model(tmp_path_factory.mktemp("seed1"), seed=1))
+    yield stack
+    stack.shutdown()
+
+
+def test_weights_reach_every_engine(stack):
+    sequence = list(range(10, 60))
+    before = stack.engine_logprobs(sequence)
+    target = stack.learner_logprobs(sequence)
+    assert all(max_diff(b, target) > 0.1 for b in before)
+    assert stack.push() == 0
+    diffs = [max_diff(a, target) for a in stack.engine_logprobs(sequence)]
+    print(f"\nafter sync, max |vLLM - learner| logprob per engine: {diffs}")
+    assert all(d < 1e-4 for d in diffs)
+
+    # One optimizer step moves the learners; the next push must move every engine with them.
+    stack.train_once()
+    trained = stack.learner_logprobs(sequence)
+    assert max_diff(trained, target) > 1e-3
+    assert stack.push() == 1
+    diffs = [max_diff(a, trained) for a in stack.engine_logprobs(sequence)]
+    print(f"after a step and a sync: {diffs}")
+    assert all(d < 1e-4 for d in diffs)
+
+
+@pytest.mark.parametrize("mode", ["inflight", "drain", "abort"])
+def test_a_weight_update_during_generation(stack, mode):
+    """A long request is running when the weights change: in flight it continues with tokens of
+    both versions, drained it finishes on the old weights first, aborted it comes back cut off."""
+    old = stack.served_version
+    stack.train_once()
+    new = old + 1
+    running = stack.engines[0].generate.remote([5, 6, 7], 2, None, fixed_length=1000)
+    time.sleep(0.5)  # let it get going
+    assert stack.push(mode) == new
+    completions = ray.get(running)
+    versions = [set(c.token_versions) for c in completions]
+    reasons = [c.finish_reason for c in completions]
+    print(
+        f"\n{mode}: finish {reasons}, versions {versions}, tokens {[len(c.token_ids) for c in completions]}"
+    )
+    if mode == "inflight":
+        assert reasons == ["length", "length"]
+        assert all(len(c.token_ids) == 1000 for c in completions)
+        assert versions == [{old, new}, {old, new}]
+        for c in completions:  # old tokens first, then new ones
+            switch = c.token_versions.index(new)
+            assert set(c.token_versions[:switch]) == {old} and set(c.token_versions[switch:]) == {
+                new
+            }
+    elif mode == "drain":
+        assert reasons == ["length", "length"] and versions == [{old}, {old}]
+    else:
+        assert reasons == ["abort", "abort"]
+        assert all(len(c.token_ids) < 1000 for c in completions)
+    # Afterwards the engine generates with the new weights only.
+    after = ray.get(stack.engines[0].generate.remote([5, 6, 7], 2, None, fixed_length=8))
+    assert all(set(c.token_versions) == {new} for c in after)

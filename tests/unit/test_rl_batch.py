@@ -15,7 +15,7 @@ def group(index: int, rewards, lengths, truncated=()):
             token_ids=tuple(range(100, 100 + n)),
             logprobs=tuple([-1.0] * n),
             finish_reason="length" if j in truncated else "stop",
-            policy_version=0,
+            token_versions=(0,) * n,
         )
         for j, n in enumerate(lengths)
     )

@@ -294,3 +294,10 @@ def test_contains_refuses_forbidden_words(response: str, expected: float, reason
     row = {"forbidden_words": ["t0", "t2", "t3"]}
     result = asyncio.run(ContainsVerifier()(response, "t1", row))
     assert (result.score, result.reason) == (expected, reason)
+
+
+def test_coin_is_deterministic_and_lands_heads_at_about_p() -> None:
+    coin = build_verifier("coin", {"p": 0.25})
+    scores = [asyncio.run(coin(f"response {i}", "x", {})).score for i in range(2000)]
+    assert scores == [asyncio.run(coin(f"response {i}", "x", {})).score for i in range(2000)]
+    assert 0.2 < sum(scores) / len(scores) < 0.3

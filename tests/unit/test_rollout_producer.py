@@ -1,0 +1,188 @@
+"""The rollout producer's policy with engines and reward workers faked by thread pools:
+batch sizes under active sampling, the staleness bound, aborted requests sent again."""
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+
+from olmorl.config import AlgorithmConfig
+from olmorl.rl.producer import ProducerSettings, RolloutProducer
+from olmorl.rl.prompts import PromptSampler
+from olmorl.rl.types import Completion, Prompt
+
+GROUP = 4
+
+
+class FakeCluster:
+    """Engines that label tokens with the version they hold, and a scorer by prompt."""
+
+    def __init__(self, num_prompts, delay=lambda prompt: 0.0, rewards=None, aborts=()):
+        self.prompts = [Prompt([i], {"i": i}) for i in range(num_prompts)]
+        self.version = 0
+        self.delay, self.aborts = delay, set(aborts)
+        self.rewards = rewards or (lambda prompt: [0.0, 1.0] * (GROUP // 2))
+        self.pool = ThreadPoolExecutor(16)
+        self.lock = threading.Lock()
+        self.requests: Counter[int] = Counter()
+
+    def generate(self, prompt: int, engine: int, ids: list[int], n: int, seed: int) -> Future:
+        with self.lock:
+            self.requests[prompt] += 1
+            abort = prompt in self.aborts and self.requests[prompt] == 1
+
+        def run() -> list[Completion]:
+            version = self.version
+            time.sleep(self.delay(prompt))
+            return [
+                Completion((7, 8), (-1.0, -1.0), "abort" if abort else "stop", (version, version))
+                for _ in range(n)
+            ]
+
+        return self.pool.submit(run)
+
+    def score(self, prompt, row, token_ids) -> Future:
+        return self.pool.submit(lambda: (self.rewards(row["i"]), {"v": self.rewards(row["i"])}))
+
+    def producer(self, **algo) -> RolloutProducer:
+        cfg = AlgorithmConfig(group_size=GROUP, **algo)
+        producer = RolloutProducer(
+            ProducerSettings.from_algo(cfg, seed=0),
+            self.prompts,
+            PromptSampler(len(self.prompts), seed=0),
+            num_engines=2,
+            generate=self.generate,
+            score=self.score,
+            algo=cfg,
+        )
+        producer.start()
+        return producer
+
+
+def train(cluster: FakeCluster, producer: RolloutProducer, steps: int, learner_s: float = 0.0):
+    """The learner's side of the loop: take, 'train', bump the engines' version."""
+    batches = []
+    try:
+        for step in range(1, steps + 1):
+            batches.append(producer.take(learner_version=cluster.version))
+            time.sleep(learner_s)
+            cluster.version += 1
+            producer.step_done(step)
+    finally:
+        producer.stop()
+    return batches
+
+
+def test_active_sampling_keeps_the_batch_exact_when_most_groups_are_degenerate() -> None:
+    # 9 prompts in 10 get the same reward for every response: no gradient.
+    cluster = FakeCluster(200, rewards=lambda p: [0.0, 1.0, 0.0, 1.0] if p % 10 == 0 else [1.0] * 4)
+    batches = train(cluster, cluster.producer(prompts_per_step=8, async_steps=1), steps=3)
+    for batch in batches:
+        assert len(batch.groups) == 8
+        assert all(g.group.prompt_index % 10 == 0 for g in batch.groups)
+    assert sum(b.stats["groups_resampled"] for b in batches) >= 3 * 8 * 9 * 0.5
+
+
+def test_without_active_sampling_degenerate_groups_stay_in_the_batch() -> None:
+    cluster = FakeCluster(50, rewards=lambda p: [1.0] * 4)
+    batches = train(
+        cluster, cluster.producer(prompts_per_step=4, async_steps=0, active_sampling=False), 2
+    )
+    assert [len(b.groups) for b in batches] == [4, 4]
+    assert all(b.stats["groups_resampled"] == 0 for b in batches)
+
+
+@pytest.mark.parametrize("async_steps", [0, 1, 2])
+def test_no_trained_token_is_older_than_the_bound(async_steps: int) -> None:
+    # A slow learner, and a long tail: the first prompt's request runs until the learner is
+    # async_steps + 2 versions further, so it comes back too stale to train on.
+    cluster = FakeCluster(400)
+    first = PromptSampler(400, seed=0).take(1)[0]
+    if async_steps:
+        cluster.delay = lambda p: (
+            _wait_for(lambda: cluster.version >= async_steps + 2) if p == first else 0.0
+        )
+    producer = cluster.producer(prompts_per_step=6, async_steps=async_steps)
+    learner_versions = []
+    original_take = producer.take
+
+    def take(learner_version: int):
+        learner_versions.append(learner_version)
+        return original_take(learner_version)
+
+    producer.take = take
+    batches = train(cluster, producer, steps=async_steps + 5, learner_s=0.05)
+    for version, batch in zip(learner_versions, batches):
+        lags = [
+            version - v for g in batch.groups for c in g.group.completions for v in c.token_versions
+        ]
+        assert 0 <= max(lags) <= async_steps
+    trained = {g.group.prompt_index for b in batches for g in b.groups}
+    if async_steps == 0:  # synchronous: everything is sampled by the current weights
+        assert all(b.stats["groups_dropped_stale"] == 0 for b in batches)
+    else:  # the long tail arrived late and was dropped, not trained
+        assert sum(b.stats["groups_dropped_stale"] for b in batches) == 1
+        assert first not in trained
+
+
+def _wait_for(condition) -> float:
+    while not condition():
+        time.sleep(0.005)
+    return 0.0
+
+
+def test_the_budget_bounds_how_far_sampling_runs_ahead() -> None:
+    cluster = FakeCluster(400)
+    producer = cluster.producer(prompts_per_step=5, async_steps=2)
+    try:
+        time.sleep(0.3)  # the learner has not taken anything yet
+        assert sum(cluster.requests.values()) == (0 + 1 + 2) * 5
+        producer.take(learner_version=0)
+        producer.step_done(1)
+        time.sleep(0.3)
+        assert sum(cluster.requests.values()) == (1 + 1 + 2) * 5
+    finally:
+        producer.stop()
+
+
+def test_aborted_requests_are_sent_again_and_no_prompt_is_lost_or_doubled() -> None:
+    cluster = FakeCluster(24, aborts={1, 5, 9})
+    batches = train(cluster, cluster.producer(prompts_per_step=8, async_steps=0), steps=3)
+    trained = [g.group.prompt_index for b in batches for g in b.groups]
+    assert sorted(trained) == list(range(24))  # one epoch, each prompt exactly once
+    assert all(
+        c.finish_reason == "stop" for b in batches for g in b.groups for c in g.group.completions
+    )
+    assert {p: cluster.requests[p] for p in (1, 5, 9)} == {1: 2, 5: 2, 9: 2}
+    assert sum(b.stats["requests_aborted"] for b in batches) == 3
+
+
+def test_solved_prompts_leave_later_epochs() -> None:
+    cluster = FakeCluster(8, rewards=lambda p: [1.0, 1.0, 1.0, 0.0] if p < 4 else [0.0, 1.0] * 2)
+    batches = train(
+        cluster,
+        cluster.producer(prompts_per_step=4, async_steps=0, pass_rate_exclusion=0.7),
+        steps=4,
+    )
+    later = [g.group.prompt_index for b in batches[2:] for g in b.groups]
+    assert sorted(later) == [4, 4, 5, 5, 6, 6, 7, 7]
+
+
+def test_an_engine_failure_reaches_the_learner() -> None:
+    cluster = FakeCluster(10)
+    cluster.generate = lambda *args: cluster.pool.submit(lambda: 1 / 0)
+    producer = cluster.producer(prompts_per_step=2, async_steps=0)
+    with pytest.raises(RuntimeError, match="rollout producer failed"):
+        producer.take(learner_version=0)
+    producer.stop()
+
+
+def test_active_sampling_gives_up_with_a_message_when_no_group_has_variance() -> None:
+    cluster = FakeCluster(50, rewards=lambda p: [0.0] * 4)
+    producer = cluster.producer(prompts_per_step=2, async_steps=0)
+    with pytest.raises(RuntimeError, match="rollout producer failed") as failure:
+        producer.take(learner_version=0)
+    producer.stop()
+    assert "active_sampling=false" in str(failure.value.__cause__)
