@@ -34,6 +34,8 @@ class TinyModelPreset:
     """Attention heads, as many key/value heads (no GQA)."""
     intermediate_size: int
     """Width of the SwiGLU MLP."""
+    max_position_embeddings: int = MAX_POSITION_EMBEDDINGS
+    """Longest prompt + response."""
 
     @property
     def head_dim(self) -> int:
@@ -43,6 +45,15 @@ class TinyModelPreset:
 TINY_PRESETS: dict[str, TinyModelPreset] = {
     "tiny": TinyModelPreset(num_layers=4, hidden_size=128, num_heads=4, intermediate_size=512),
     "small": TinyModelPreset(num_layers=8, hidden_size=256, num_heads=8, intermediate_size=1024),
+    # ~0.6B parameters: for throughput benchmarks on GPUs (launch/bench_gpu.sh), where a tiny
+    # model would measure per-step overheads rather than generation and training.
+    "bench-0.6b": TinyModelPreset(
+        num_layers=24,
+        hidden_size=1280,
+        num_heads=20,
+        intermediate_size=5120,
+        max_position_embeddings=8192,
+    ),
 }
 
 
@@ -80,7 +91,7 @@ def build_tiny_config(preset: str, vocab_size: int) -> Olmo3Config:
         num_hidden_layers=shape.num_layers,
         num_attention_heads=shape.num_heads,
         num_key_value_heads=shape.num_heads,
-        max_position_embeddings=MAX_POSITION_EMBEDDINGS,
+        max_position_embeddings=shape.max_position_embeddings,
         rope_parameters={"sliding_attention": dict(rope), "full_attention": dict(rope)},
         sliding_window=SLIDING_WINDOW,
         layer_types=_layer_types(shape.num_layers),
@@ -118,6 +129,6 @@ def write_tiny_model(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(preset, vocab_size=padded_vocab_size(len(tokenizer)), seed=seed)
     model.save_pretrained(out_dir)
-    tokenizer.model_max_length = MAX_POSITION_EMBEDDINGS
+    tokenizer.model_max_length = get_preset(preset).max_position_embeddings
     tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -99,3 +99,17 @@ def test_per_verifier_reward_averages_only_the_rows_that_verifier_scored():
     )
     assert batch.stats["reward/math"] == 0.5 and batch.stats["reward/code"] == 1.0
     assert batch.stats["reward"] == 0.75
+
+
+def test_a_response_spanning_a_weight_update_keeps_its_sampling_time_logprobs():
+    # Tokens 0-1 were sampled by version 3, tokens 2-4 by version 4 (an in-flight update):
+    # TIS compares the learner with the log-prob each token had when it was drawn.
+    spanning = Completion(
+        (11, 12, 13, 14, 15), (-0.1, -0.2, -0.3, -0.4, -0.5), "stop", (3, 3, 4, 4, 4)
+    )
+    plain = Completion((11, 12), (-1.0, -1.0), "stop", (4, 4))
+    groups = [ScoredGroup(PromptGroup(0, (1, 2), (spanning, plain)), (1.0, 0.0), {})]
+    batch = build_step_batch(groups, AlgorithmConfig(group_size=2, prompts_per_step=1), 1, 64)
+    (row,) = batch.per_rank[0][0].rows
+    sampled = row.sampler_logprobs[row.loss_mask].tolist()
+    assert sampled[:5] == pytest.approx([-0.1, -0.2, -0.3, -0.4, -0.5])

@@ -111,7 +111,7 @@ def test_config_follows_olmo3(preset: str) -> None:
 
 
 def test_unknown_preset_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match="valid presets: \\['small', 'tiny'\\]"):
+    with pytest.raises(ValueError, match="valid presets: \\['bench-0.6b', 'small', 'tiny'\\]"):
         build_tiny_config("huge", vocab_size=704)
 
 
