@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from olmorl.config import RLConfig
 
 MODES = {
-    "sync": {"async_steps": 0, "active_sampling": False, "weight_update": "drain"},
-    "async": {"async_steps": 1, "active_sampling": False, "weight_update": "drain"},
-    "async+active": {"async_steps": 1, "active_sampling": True, "weight_update": "drain"},
-    "async+inflight": {"async_steps": 1, "active_sampling": True, "weight_update": "inflight"},
+    "sync": {"asynchronous": False, "active_sampling": False, "weight_update": "drain"},
+    "async": {"asynchronous": True, "active_sampling": False, "weight_update": "drain"},
+    "async+active": {"asynchronous": True, "active_sampling": True, "weight_update": "drain"},
+    "async+inflight": {"asynchronous": True, "active_sampling": True, "weight_update": "inflight"},
 }
 
 
@@ -73,7 +73,6 @@ def bench_rl(
     from olmorl.data.prompts import render_prompts
     from olmorl.rl.cluster import RLCluster
     from olmorl.rl.loop import init_ray
-    from olmorl.rl.prompts import PromptSampler
     from olmorl.rl.types import Prompt
 
     unknown = [m for m in modes if m not in MODES]
@@ -97,9 +96,7 @@ def bench_rl(
     try:
         cluster.push_weights()
         return [
-            _run_mode(
-                cluster, cfg, mode, steps, prompts, lengths, tokenizer, PromptSampler, async_steps
-            )
+            _run_mode(cluster, cfg, mode, steps, prompts, lengths, tokenizer, async_steps)
             for mode in modes
         ]
     finally:
@@ -108,13 +105,19 @@ def bench_rl(
             ray.shutdown()
 
 
-def _run_mode(cluster, cfg, mode, steps, prompts, lengths, tokenizer, sampler_cls) -> ModeResult:
+def _run_mode(cluster, cfg, mode, steps, prompts, lengths, tokenizer, async_steps) -> ModeResult:
     from olmorl.rl.batch import build_step_batch
+    from olmorl.rl.prompts import PromptSampler
 
     settings = MODES[mode]
-    algo = cfg.algo.model_copy(update={k: settings[k] for k in ("async_steps", "active_sampling")})
+    algo = cfg.algo.model_copy(
+        update={
+            "async_steps": async_steps if settings["asynchronous"] else 0,
+            "active_sampling": settings["active_sampling"],
+        }
+    )
     producer = cluster.producer(
-        prompts, sampler_cls(len(prompts), cfg.run.seed), tokenizer, algo, lengths
+        prompts, PromptSampler(len(prompts), cfg.run.seed), tokenizer, algo, lengths
     )
     producer.start()
     tokens, waited, counts = 0, 0.0, Counter()

@@ -1,0 +1,31 @@
+"""`olmorl bench rl` runs its modes end to end on the tiny model and reports each of them."""
+
+from pathlib import Path
+
+import pytest
+
+from olmorl.bench.rl import bench_rl, format_modes
+from olmorl.config import RLConfig, load_config
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).parents[2]
+
+
+def test_modes_run_and_report(ray_cluster, tiny_model_dir):
+    cfg = load_config(
+        RLConfig,
+        REPO / "recipes" / "tiny" / "bench_rl.yaml",
+        [
+            f"model.path={tiny_model_dir}",
+            f"data.train=[{REPO / 'recipes/tiny/data/target_token.jsonl'}]",
+            "rollout.max_response_tokens=48",
+            "algo.prompts_per_step=4",
+        ],
+    )
+    results = bench_rl(cfg, ["sync", "async+inflight"], steps=2, shortest=4, alpha=1.2)
+    print("\n" + format_modes(results))
+    assert [r.mode for r in results] == ["sync", "async+inflight"]
+    for r in results:
+        assert r.tokens > 0 and r.seconds > 0
+        assert 0.0 <= r.learner_idle <= 1.0 and 0.0 < r.engine_busy <= 1.0
