@@ -136,13 +136,17 @@ def _wait_for(condition) -> float:
 def test_the_budget_bounds_how_far_sampling_runs_ahead() -> None:
     cluster = FakeCluster(400)
     producer = cluster.producer(prompts_per_step=5, async_steps=2)
+    issued = lambda: sum(cluster.requests.values())
     try:
-        time.sleep(0.3)  # the learner has not taken anything yet
-        assert sum(cluster.requests.values()) == (0 + 1 + 2) * 5
+        # The learner has not taken anything yet: three batches go out, and no more.
+        _wait_for(lambda: issued() >= (0 + 1 + 2) * 5)
+        time.sleep(0.3)
+        assert issued() == (0 + 1 + 2) * 5
         producer.take(learner_version=0)
         producer.step_done(1)
+        _wait_for(lambda: issued() >= (1 + 1 + 2) * 5)
         time.sleep(0.3)
-        assert sum(cluster.requests.values()) == (1 + 1 + 2) * 5
+        assert issued() == (1 + 1 + 2) * 5
     finally:
         producer.stop()
 
