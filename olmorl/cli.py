@@ -129,6 +129,35 @@ def verify(
     typer.echo(summary)
 
 
+@app.command()
+def soup(
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="Hugging Face checkpoint directories (safetensors).")
+    ],
+    out: Annotated[Path, typer.Option(help="Directory to write the averaged checkpoint to.")],
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated positive weights, one per checkpoint; normalised."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out if it exists and is not empty.")
+    ] = False,
+) -> None:
+    """Average checkpoints of one architecture (a model soup), as Olmo 3 merges its SFT runs.
+
+    Config, generation config and tokenizer come from the first checkpoint.
+    """
+    from olmorl.soup import SoupError, parse_weights, soup_checkpoints
+
+    try:
+        raw = None if weights is None else parse_weights(weights, len(checkpoints))
+        path = soup_checkpoints(checkpoints, out, raw, force=force)
+    except SoupError as e:
+        raise _fail(str(e)) from None
+    how = "mean" if raw is None else "weights " + ", ".join(f"{w / sum(raw):.4g}" for w in raw)
+    typer.echo(f"wrote the soup of {len(checkpoints)} checkpoints ({how}) to {path}")
+
+
 @bench_app.command("rollout")
 def bench_rollout(
     config: Annotated[

@@ -24,3 +24,17 @@ __all__ = [
     "unpack",
     "zero_variance_groups",
 ]
+
+from olmorl.algo.preference import (
+    PREFERENCE_LOSS_KINDS,
+    PreferenceLossKind,
+    preference_loss,
+    sequence_logps,
+)
+
+__all__ += [
+    "PREFERENCE_LOSS_KINDS",
+    "PreferenceLossKind",
+    "preference_loss",
+    "sequence_logps",
+]

@@ -76,24 +76,35 @@ def pack_trajectories(
             f"max_tokens_per_row={max_tokens_per_row} ({len(too_long)} such trajectories); "
             "raise the row budget or cap the response length"
         )
-    bins: list[list[int]] = []
-    bin_tokens: list[int] = []
+    lengths = [len(t) for t in trajectories]
     # sorted() is stable, so equal lengths keep their original order: packing is deterministic.
-    for index in sorted(range(len(trajectories)), key=lambda i: -len(trajectories[i])):
-        length = len(trajectories[index])
-        row = next(
-            (r for r, used in enumerate(bin_tokens) if used + length <= max_tokens_per_row), None
-        )
+    bins = first_fit(
+        sorted(range(len(lengths)), key=lambda i: -lengths[i]), lengths, max_tokens_per_row
+    )
+    return [
+        concatenate_documents([trajectories[i] for i in indices], tuple(indices))
+        for indices in bins
+    ]
+
+
+def first_fit(order: Sequence[int], lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Indices into `lengths` grouped into rows of at most `capacity` tokens, taking them in
+    `order` and putting each in the first row it fits."""
+    bins: list[list[int]] = []
+    used: list[int] = []
+    for index in order:
+        row = next((r for r, n in enumerate(used) if n + lengths[index] <= capacity), None)
         if row is None:
             bins.append([])
-            bin_tokens.append(0)
+            used.append(0)
             row = len(bins) - 1
         bins[row].append(index)
-        bin_tokens[row] += length
-    return [_concatenate([trajectories[i] for i in indices], tuple(indices)) for indices in bins]
+        used[row] += lengths[index]
+    return bins
 
 
-def _concatenate(docs: Sequence[TrajectoryTokens], indices: tuple[int, ...]) -> PackedRow:
+def concatenate_documents(docs: Sequence[TrajectoryTokens], indices: tuple[int, ...]) -> PackedRow:
+    """One row holding `docs` back to back, positions restarting at each (SFT packs with it too)."""
     return PackedRow(
         input_ids=torch.cat([d.input_ids for d in docs]),
         position_ids=torch.cat([torch.arange(len(d)) for d in docs]),

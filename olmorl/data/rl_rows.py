@@ -77,21 +77,7 @@ def validate_rl_row(
 
 
 def _messages(value: Any) -> tuple[Mapping[str, str], ...]:
-    if not isinstance(value, list) or not value:
-        raise RowError("messages", "expected a non-empty list of {role, content}")
-    for i, message in enumerate(value):
-        if not isinstance(message, Mapping):
-            raise RowError(
-                f"messages[{i}]",
-                f"expected a {{role, content}} mapping, got {type(message).__name__}",
-            )
-        if message.get("role") not in ROLES:
-            raise RowError(
-                f"messages[{i}].role",
-                f"expected one of {', '.join(ROLES)}, got {message.get('role')!r}",
-            )
-        if not isinstance(message.get("content"), str):
-            raise RowError(f"messages[{i}].content", "expected a string")
+    check_messages(value)
     if value[-1]["role"] != "user":
         raise RowError(
             "messages", f"the prompt must end with a user turn, not {value[-1]['role']!r}"
@@ -107,3 +93,22 @@ def _names_or_labels(name: str, value: Any) -> str | tuple[str, ...]:
     if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) for v in value):
         return tuple(str(v) for v in value)
     raise RowError(name, f"expected a string or a non-empty list of strings, got {value!r:.80}")
+
+
+def check_messages(value: Any) -> None:
+    """Raises RowError unless `value` is a non-empty list of {role, content} with known roles."""
+    if not isinstance(value, list) or not value:
+        raise RowError("messages", "expected a non-empty list of {role, content}")
+    for i, message in enumerate(value):
+        if not isinstance(message, Mapping):
+            raise RowError(
+                f"messages[{i}]",
+                f"expected a {{role, content}} mapping, got {type(message).__name__}",
+            )
+        if message.get("role") not in ROLES:
+            raise RowError(
+                f"messages[{i}].role",
+                f"expected one of {', '.join(ROLES)}, got {message.get('role')!r}",
+            )
+        if not isinstance(message.get("content"), str):
+            raise RowError(f"messages[{i}].content", "expected a string")

@@ -3,23 +3,20 @@
 A crash mid-write leaves the previous checkpoint intact and a `.tmp-*` directory to ignore.
 """
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import save_file
 from torch import Tensor
 from transformers import AutoTokenizer, GenerationConfig, PretrainedConfig
 
+from olmorl.io import atomic_directory
+
 
 def write_hf_checkpoint(
     state: dict[str, Tensor], config: PretrainedConfig, source: str, out_dir: str | Path
 ) -> Path:
     """Saves weights, config, generation config and the source model's tokenizer to `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".tmp-{out_dir.name}-"))
-    try:
+    with atomic_directory(out_dir) as tmp:
         config = config.__class__.from_dict(config.to_dict())
         config.use_cache = True  # the learner turns the cache off; inference wants it
         config.save_pretrained(tmp)
@@ -33,10 +30,4 @@ def write_hf_checkpoint(
             GenerationConfig.from_pretrained(source).save_pretrained(tmp)
         except OSError:
             pass  # a checkpoint without generation_config.json is still loadable
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)

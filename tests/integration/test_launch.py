@@ -52,6 +52,12 @@ def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
             "--num-cpus=4",
             "--include-dashboard=true",
             f"--dashboard-port={dashboard}",
+            # The session's other Ray cluster (integration tests before this one) holds the
+            # default agent ports; a head whose agent cannot bind accepts no jobs.
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             "--disable-usage-stats",
             f"--temp-dir={ray_dir}",
         ],
