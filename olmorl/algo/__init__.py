@@ -1,4 +1,5 @@
-"""Pure OlmoRL algorithm core: advantages, temperature-scaled log-probs, the policy loss, packing.
+"""Pure algorithm core: advantages, temperature-scaled log-probs, the OlmoRL policy loss, the
+preference (DPO) losses, packing.
 
 Functions of tensors only (no ray, vllm or torch.distributed); global quantities such as the
 step's loss-token count come in as arguments, and metrics come back ready to be summed.
@@ -9,22 +10,6 @@ from olmorl.algo.logprobs import token_entropy, token_logprobs
 from olmorl.algo.loss import PolicyLossMetrics, olmorl_policy_loss
 from olmorl.algo.masks import TrajectoryTokens, build_trajectory_tokens
 from olmorl.algo.packing import PackedRow, pack_trajectories, split_rows, unpack
-
-__all__ = [
-    "PackedRow",
-    "PolicyLossMetrics",
-    "TrajectoryTokens",
-    "build_trajectory_tokens",
-    "group_advantages",
-    "olmorl_policy_loss",
-    "pack_trajectories",
-    "split_rows",
-    "token_entropy",
-    "token_logprobs",
-    "unpack",
-    "zero_variance_groups",
-]
-
 from olmorl.algo.preference import (
     PREFERENCE_LOSS_KINDS,
     PreferenceLossKind,
@@ -32,9 +17,21 @@ from olmorl.algo.preference import (
     sequence_logps,
 )
 
-__all__ += [
+__all__ = [
     "PREFERENCE_LOSS_KINDS",
+    "PackedRow",
+    "PolicyLossMetrics",
     "PreferenceLossKind",
+    "TrajectoryTokens",
+    "build_trajectory_tokens",
+    "group_advantages",
+    "olmorl_policy_loss",
+    "pack_trajectories",
     "preference_loss",
     "sequence_logps",
+    "split_rows",
+    "token_entropy",
+    "token_logprobs",
+    "unpack",
+    "zero_variance_groups",
 ]
