@@ -49,6 +49,7 @@ class RolloutEngine:
         self.version = 0
         self.llm = None
         self.activity = EngineActivity(rollout.max_num_seqs)
+        self._cache_epoch = 0  # bumped by every weight update; salts the prefix cache
 
     async def start(self) -> None:
         from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
@@ -104,16 +105,18 @@ class RolloutEngine:
         samples = [_Sample() for _ in range(n)]
         self.activity.started(n)
         try:
-            async for output in self.llm.generate(
-                {"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex
-            ):
+            # The salt keeps prefix-cache blocks computed by older weights out of this request.
+            prompt = {"prompt_token_ids": prompt_ids, "cache_salt": f"weights-{self._cache_epoch}"}
+            async for output in self.llm.generate(prompt, params, request_id=uuid.uuid4().hex):
                 for c in output.outputs:
                     sample = samples[c.index]
                     sample.token_ids += c.token_ids
                     sample.logprobs += [s[t].logprob for t, s in zip(c.token_ids, c.logprobs)]
                     if c.finish_reason is not None and sample.finish_reason is None:
                         sample.finish_reason = c.finish_reason
-                        sample.versions = _token_versions(c.weight_versions, len(sample.token_ids))
+                        sample.versions = _token_versions(
+                            c.weight_versions, len(sample.token_ids), self.version
+                        )
                         self.activity.finished(1, len(sample.token_ids))
         finally:
             unfinished = [s for s in samples if s.finish_reason is None]
@@ -147,8 +150,9 @@ class RolloutEngine:
         inflight: frozen with their KV cache, resumed under the new weights; drain: finish first;
         abort: cut off (their callers get finish_reason "abort")."""
         self.activity.paused(True)
-        # The KV cache of frozen requests must survive; after drain or abort nothing runs, and a
-        # fresh cache keeps prefixes computed by the old weights out of new requests.
+        # Requests submitted from now on are salted apart from every cached prefix (they run on
+        # the new weights); the KV cache itself must survive for the frozen in-flight requests.
+        self._cache_epoch += 1
         await self.llm.pause_generation(mode=_PAUSE_MODES[mode], clear_cache=mode != "inflight")
         await self.llm.start_weight_update()
 
@@ -193,9 +197,14 @@ class _Sample:
     versions: tuple[int, ...] | None = None
 
 
-def _token_versions(spans, num_tokens: int) -> tuple[int, ...] | None:
-    """Per-token policy versions from vLLM's spans; None when vLLM labelled none."""
+def _token_versions(spans, num_tokens: int, unlabelled: int) -> tuple[int, ...] | None:
+    """Per-token policy versions from vLLM's spans; None when vLLM labelled none. Tokens from
+    before the first weight push carry vLLM's own label ("default"): they get `unlabelled`."""
     if not spans:
         return None
-    versions = tuple(int(span.version) for span in spans for _ in range(span.start, span.end))
+    versions = tuple(
+        int(span.version) if span.version.isdigit() else unlabelled
+        for span in spans
+        for _ in range(span.start, span.end)
+    )
     return versions if len(versions) == num_tokens else None

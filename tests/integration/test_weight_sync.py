@@ -155,3 +155,18 @@ def test_a_weight_update_during_generation(stack, mode):
     # Afterwards the engine generates with the new weights only.
     after = ray.get(stack.engines[0].generate.remote([5, 6, 7], 2, None, fixed_length=8))
     assert all(set(c.token_versions) == {new} for c in after)
+
+
+def test_prefixes_cached_before_an_update_are_not_reused_after_it(stack):
+    """An in-flight update keeps the KV cache for running requests; a new request with the same
+    long prompt must still be computed by the new weights, not read from old cached blocks."""
+    prompt = [5 + (i % 50) for i in range(300)]  # longer than two KV blocks, so it is cached
+    engine = stack.engines[0]
+    ray.get(engine.generate.remote(prompt, 1, None, fixed_length=1))  # caches the prefix
+    stack.train_once()
+    stack.push("inflight")
+    (completion,) = ray.get(engine.generate.remote(prompt, 1, None, fixed_length=1))
+    expected = stack.learner_logprobs(prompt + list(completion.token_ids))[-1]
+    diff = abs(completion.logprobs[0] - expected)
+    print(f"\nafter an in-flight update, |vLLM - learner| of the next token: {diff:.2e}")
+    assert diff < 1e-4
