@@ -1,0 +1,41 @@
+"""Learning-rate schedules: linear warm-up, then constant, linear decay or cosine decay to a floor.
+
+A pure function of the optimizer step, so a resumed run recomputes exactly the rate it had.
+"""
+
+import math
+from typing import Literal
+
+ScheduleKind = Literal["constant", "linear", "cosine"]
+
+
+def learning_rate(
+    step: int,
+    peak: float,
+    total_steps: int,
+    kind: ScheduleKind = "constant",
+    warmup_steps: int = 0,
+    final_fraction: float = 0.0,
+) -> float:
+    """The rate for optimizer step `step` (0-based) of `total_steps`.
+
+    Warm-up rises linearly from peak / warmup_steps at step 0 to `peak` at step warmup_steps - 1,
+    so no step trains at rate 0. After it, `linear` and `cosine` fall from `peak` to
+    `final_fraction * peak` at the last step; `constant` stays at `peak`.
+    """
+    if not 0 <= step < total_steps:
+        raise ValueError(f"step {step} is outside the schedule of {total_steps} steps")
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"warmup_steps must be in [0, {total_steps}), got {warmup_steps}")
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    if kind == "constant":
+        return peak
+    decay_steps = total_steps - warmup_steps - 1
+    progress = (step - warmup_steps) / decay_steps if decay_steps else 1.0
+    floor = final_fraction * peak
+    if kind == "linear":
+        return peak + (floor - peak) * progress
+    if kind == "cosine":
+        return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {kind!r}; choose constant, linear or cosine")
