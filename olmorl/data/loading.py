@@ -4,6 +4,7 @@ Problems are reported with the file and the 1-based row, e.g. `train.jsonl row 1
 'dataset': unknown verifier 'mth'`.
 """
 
+import json
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +30,8 @@ def read_rows(source: str, split: str = "train") -> "datasets.Dataset":  # noqa:
         if builder is not None:
             if not path.is_file():
                 raise DataError(f"{source}: no such file")
+            if path.suffix.lower() == ".jsonl":
+                _check_json_lines(path, source)
             return datasets.load_dataset(builder, data_files=str(path), split="train")
         if path.exists():
             raise DataError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
@@ -37,6 +40,21 @@ def read_rows(source: str, split: str = "train") -> "datasets.Dataset":  # noqa:
         raise
     except Exception as e:  # datasets raises many types; keep the cause but name the source
         raise DataError(f"{source}: cannot read: {type(e).__name__}: {e}") from e
+
+
+def _check_json_lines(path: Path, source: str) -> None:
+    """Every non-blank line must be a JSON object: `datasets` would log a traceback instead."""
+    with path.open(encoding="utf-8") as lines:
+        rows = (line for line in lines if line.strip())
+        for number, line in enumerate(rows, start=1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{source} row {number}: not JSON: {e.msg}") from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{source} row {number}: expected a JSON object, got {type(row).__name__}"
+                )
 
 
 def load_validated(

@@ -86,7 +86,7 @@ def test_loader_errors_for_missing_and_unsupported_files(tmp_path):
     with pytest.raises(DataError, match="unsupported file type"):
         load_rl_rows([str(tmp_path / "rows.csv")])
     (tmp_path / "broken.jsonl").write_text('{"messages": [\n')
-    with pytest.raises(DataError, match="broken.jsonl: cannot read"):
+    with pytest.raises(DataError, match="broken.jsonl row 1: not JSON"):
         load_rl_rows([str(tmp_path / "broken.jsonl")])
 
 
