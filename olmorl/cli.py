@@ -42,6 +42,14 @@ def _options_epilog(config_class) -> str:
     )
 
 
+def _load_rl_config(config: Path, overrides: list[str] | None) -> RLConfig:
+    """The recipe with its overrides, or exit 2 with the loader's one-line error."""
+    try:
+        return load_config(RLConfig, config, overrides or [])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code=2)
@@ -60,10 +68,7 @@ def rl(
     ] = False,
 ) -> None:
     """Run OlmoRL (RLVR) training from a recipe."""
-    try:
-        cfg = load_config(RLConfig, config, overrides or [])
-    except ConfigError as e:
-        raise _fail(str(e)) from None
+    cfg = _load_rl_config(config, overrides)
     run_dir = Path(cfg.run.output_dir) / (cfg.run.name or _default_run_name(config))
     if dry_run:
         typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
@@ -169,10 +174,7 @@ def bench_rollout(
     ] = 256,
 ) -> None:
     """Rollout tokens/s of the RL loop's actors against vLLM alone on the same work."""
-    try:
-        cfg = load_config(RLConfig, config, overrides or [])
-    except ConfigError as e:
-        raise _fail(str(e)) from None
+    cfg = _load_rl_config(config, overrides)
     from olmorl.bench.rollout import bench_rollout as run_bench
     from olmorl.bench.table import format_table
 
@@ -183,7 +185,9 @@ def bench_rollout(
 def bench_rl(
     config: Annotated[Path, typer.Argument(help="Recipe YAML: model, data, cluster, batch sizes.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
-    steps: Annotated[int, typer.Option(help="Measured steps per mode (after one warm-up).")] = 5,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Measured steps per mode (after one warm-up).")
+    ] = 5,
     modes: Annotated[
         str, typer.Option(help="Comma-separated: sync, async, async+active, async+inflight.")
     ] = "sync,async,async+active,async+inflight",
@@ -196,10 +200,7 @@ def bench_rl(
     async_steps: Annotated[int, typer.Option(help="algo.async_steps of the async modes.")] = 1,
 ) -> None:
     """End-to-end training tokens/s per scheduling mode, as a ratio to the first mode."""
-    try:
-        cfg = load_config(RLConfig, config, overrides or [])
-    except ConfigError as e:
-        raise _fail(str(e)) from None
+    cfg = _load_rl_config(config, overrides)
     from olmorl.bench.rl import bench_rl as run_bench
     from olmorl.bench.rl import format_modes
 
@@ -216,13 +217,10 @@ def bench_rl(
 def bench_weight_sync(
     config: Annotated[Path, typer.Argument(help="Recipe YAML: model, engines, learners.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
-    pushes: Annotated[int, typer.Option(help="Timed pushes (after one warm-up).")] = 5,
+    pushes: Annotated[int, typer.Option(min=1, help="Timed pushes (after one warm-up).")] = 5,
 ) -> None:
     """Bytes/s of a learner-to-engines weight push against a plain copy of the same bytes."""
-    try:
-        cfg = load_config(RLConfig, config, overrides or [])
-    except ConfigError as e:
-        raise _fail(str(e)) from None
+    cfg = _load_rl_config(config, overrides)
     from olmorl.bench.table import format_table
     from olmorl.bench.weight_sync import bench_weight_sync as run_bench
 
