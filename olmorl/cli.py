@@ -10,7 +10,9 @@ import typer
 
 from olmorl.config import (
     ConfigError,
+    DPOConfig,
     RLConfig,
+    SFTConfig,
     load_config,
     parse_overrides,
     write_resolved_config,
@@ -43,9 +45,13 @@ def _options_epilog(config_class) -> str:
 
 
 def _load_rl_config(config: Path, overrides: list[str] | None) -> RLConfig:
+    return _load(RLConfig, config, overrides)
+
+
+def _load(config_class, config: Path, overrides: list[str] | None):
     """The recipe with its overrides, or exit 2 with the loader's one-line error."""
     try:
-        return load_config(RLConfig, config, overrides or [])
+        return load_config(config_class, config, overrides or [])
     except ConfigError as e:
         raise _fail(str(e)) from None
 
@@ -78,12 +84,82 @@ def rl(
 
     try:
         result = run_rl(cfg, run_dir)
-    except (DataError, NotImplementedError) as e:
+    except DataError as e:
         raise _fail(str(e)) from None
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo(f"metrics:       {result.metrics}")
     typer.echo(f"reward plot:   {result.plot}")
     typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
+
+
+_RESUME_HELP = (
+    "Continue the run from its newest intact checkpoint: run.name's directory, or else the "
+    "newest run of this recipe under run.output_dir."
+)
+
+
+def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: bool, run):
+    cfg = _load(config_class, config, overrides)
+    run_dir = _run_dir(cfg, config, resume)
+    if dry_run:
+        typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
+        return
+    from olmorl.data.loading import DataError
+
+    try:
+        result = run(cfg, run_dir, resume)
+    except DataError as e:
+        raise _fail(str(e)) from None
+    if result.resumed_from:
+        typer.echo(f"resumed after step {result.resumed_from}")
+    typer.echo(f"run directory: {result.run_dir}")
+    typer.echo(f"metrics:       {result.metrics}")
+    typer.echo(f"loss plot:     {result.plot}")
+    if result.checkpoints:
+        typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
+
+
+def _run_dir(cfg, config: Path, resume: bool) -> Path:
+    root = Path(cfg.run.output_dir)
+    if cfg.run.name:
+        return root / cfg.run.name
+    if resume:
+        earlier = sorted(root.glob(f"{config.stem}-*/checkpoints"))
+        if not earlier:
+            raise _fail(f"--resume: no run of {config.stem} with checkpoints under {root}")
+        return earlier[-1].parent
+    return root / _default_run_name(config)
+
+
+def _offline_command(name: str, config_class, module: str, help_text: str) -> None:
+    """Registers `olmorl NAME CONFIG [overrides] [--dry-run] [--resume]` for an offline trainer
+    whose `olmorl.train.<module>` defines `run_<module>(cfg, run_dir, resume)`."""
+
+    def command(
+        config: Annotated[
+            Path, typer.Argument(help=f"Recipe YAML, e.g. recipes/tiny/{name}_copy.yaml.")
+        ],
+        overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
+        ] = False,
+        resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
+    ) -> None:
+        import importlib
+
+        run = getattr(importlib.import_module(f"olmorl.train.{module}"), f"run_{module}")
+        _offline_run(config_class, config, overrides, dry_run, resume, run)
+
+    command.__doc__ = help_text
+    app.command(name, epilog=_options_epilog(config_class))(command)
+
+
+_offline_command(
+    "sft", SFTConfig, "sft", "Supervised fine-tuning on chat data (loss on assistant turns)."
+)
+_offline_command(
+    "dpo", DPOConfig, "dpo", "Direct preference optimisation (dpo, dpo_norm or simpo) on pairs."
+)
 
 
 @app.command("tiny-model")
@@ -242,12 +318,17 @@ def bench_verifiers(
 
 @data_app.command("synth")
 def data_synth(
-    kind: Annotated[str, typer.Argument(help="target-token or arithmetic.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="target-token, arithmetic (RL), chat-copy (SFT), preference-copy (DPO)."
+        ),
+    ],
     out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
     n: Annotated[int, typer.Option(help="Number of rows.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     num_targets: Annotated[
-        int, typer.Option(help="target-token: distinct target words (≤ 64).")
+        int, typer.Option(help="target-token, *-copy: distinct target words (≤ 64).")
     ] = 8,
     max_operand: Annotated[int, typer.Option(help="arithmetic: largest operand.")] = 20,
     exclusive: Annotated[
@@ -256,12 +337,18 @@ def data_synth(
             "--exclusive", help="target-token: forbid the other target words in the response."
         ),
     ] = False,
+    split: Annotated[
+        str,
+        typer.Option(help="chat-copy, preference-copy: train, or eval (held-out combinations)."),
+    ] = "train",
 ) -> None:
     """Write a small synthetic RL data set in the Dolci row schema."""
     from olmorl.data.synth import build_synthetic_rows, write_jsonl
 
     if kind == "target-token":
         options = {"num_targets": num_targets, "exclusive": exclusive}
+    elif kind in ("chat-copy", "preference-copy"):
+        options = {"num_targets": num_targets, "split": split}
     else:
         options = {"max_operand": max_operand}
     try:

@@ -9,7 +9,13 @@ from olmorl.algo.advantages import group_advantages, zero_variance_groups
 from olmorl.algo.logprobs import token_entropy, token_logprobs
 from olmorl.algo.loss import PolicyLossMetrics, olmorl_policy_loss
 from olmorl.algo.masks import TrajectoryTokens, build_trajectory_tokens
-from olmorl.algo.packing import PackedRow, pack_trajectories, split_rows, unpack
+from olmorl.algo.packing import (
+    PackedRow,
+    document_sums,
+    pack_trajectories,
+    split_rows,
+    unpack,
+)
 from olmorl.algo.preference import (
     PREFERENCE_LOSS_KINDS,
     PreferenceLossKind,
@@ -24,6 +30,7 @@ __all__ = [
     "PreferenceLossKind",
     "TrajectoryTokens",
     "build_trajectory_tokens",
+    "document_sums",
     "group_advantages",
     "olmorl_policy_loss",
     "pack_trajectories",

@@ -129,6 +129,22 @@ def unpack(rows: Sequence[PackedRow], per_row_values: Sequence[Tensor]) -> list[
     return [pieces_by_index[i] for i in range(len(pieces_by_index))]
 
 
+def document_sums(row: PackedRow, values: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ values over each document's loss-mask tokens, and the count of those tokens. # [D], [D]
+
+    `values` is per token of the row, # [T] or [1, T]; masked-out positions may hold anything.
+    """
+    mask = row.loss_mask.to(values.device)  # [T]
+    masked = torch.where(mask, values.reshape(-1), 0.0)  # [T]
+    doc = torch.repeat_interleave(
+        torch.arange(len(row.seq_lens), device=values.device),
+        torch.tensor(row.seq_lens, device=values.device),
+    )  # [T], the document of each token
+    sums = torch.zeros(len(row.seq_lens), dtype=values.dtype, device=values.device)
+    counts = torch.zeros(len(row.seq_lens), dtype=torch.long, device=values.device)
+    return sums.index_add(0, doc, masked), counts.index_add(0, doc, mask.long())
+
+
 def split_rows(rows: Sequence[PackedRow], num_parts: int) -> list[list[PackedRow]]:
     """Deal rows to num_parts ranks or micro-batch groups, balancing tokens; every row lands once.
 

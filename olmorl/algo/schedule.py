@@ -39,3 +39,16 @@ def learning_rate(
     if kind == "cosine":
         return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"unknown schedule {kind!r}; choose constant, linear or cosine")
+
+
+def scheduled_lr(learner, step: int, total_steps: int) -> float:
+    """`learning_rate` as a LearnerConfig sets it up (warm-up given as a share of the run); a
+    step past the end keeps the last rate."""
+    return learning_rate(
+        min(step, total_steps - 1),
+        learner.lr,
+        total_steps,
+        learner.lr_schedule,
+        int(learner.warmup_fraction * total_steps),
+        learner.final_lr_fraction,
+    )

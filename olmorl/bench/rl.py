@@ -71,8 +71,8 @@ def bench_rl(
 
     from olmorl.data.loading import load_rl_rows
     from olmorl.data.prompts import render_prompts
+    from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
-    from olmorl.rl.loop import init_ray
     from olmorl.rl.types import Prompt
 
     unknown = [m for m in modes if m not in MODES]
@@ -91,7 +91,7 @@ def bench_rl(
     lengths = long_tail_lengths(
         len(prompts), shortest, cfg.rollout.max_response_tokens, alpha, cfg.run.seed
     )
-    started = init_ray(cfg)
+    started = init_ray(cfg.num_actors)
     cluster = RLCluster(cfg, ["coin"])
     try:
         cluster.push_weights()

@@ -58,10 +58,10 @@ def _vllm_alone(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> Be
 def _rollout_actors(cfg: RLConfig, prompts: list[list[int]], seeds: list[int]) -> BenchResult:
     import ray
 
-    from olmorl.rl.loop import init_ray
+    from olmorl.ray_init import init_ray
     from olmorl.rollout.engine import RolloutEngine
 
-    started = init_ray(cfg)
+    started = init_ray(cfg.num_actors)
     max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
     actors = [
         ray.remote(RolloutEngine)

@@ -17,8 +17,8 @@ def bench_weight_sync(cfg: RLConfig, pushes: int) -> list[BenchResult]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
-    from olmorl.rl.loop import init_ray
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(
@@ -35,7 +35,7 @@ def bench_weight_sync(cfg: RLConfig, pushes: int) -> list[BenchResult]:
     copy = BenchResult(f"plain copy ({device})", size * pushes, time.perf_counter() - start)
     del copies, state
 
-    started = init_ray(cfg)
+    started = init_ray(cfg.num_actors)
     cluster = RLCluster(cfg, [])
     try:
         cluster.push_weights()  # warm-up: first-time allocations in the engines

@@ -6,23 +6,32 @@ from olmorl.config.components import (
     FSDP2Strategy,
     LearnerConfig,
     ModelConfig,
+    OfflineDataConfig,
     RunConfig,
+    TrainerRunConfig,
     WandbConfig,
 )
+from olmorl.config.dpo import DPOConfig, PreferenceLossConfig
 from olmorl.config.loading import ConfigError, load_config, parse_overrides, write_resolved_config
 from olmorl.config.rl import AlgorithmConfig, RLConfig, RolloutConfig, VerifiersConfig
+from olmorl.config.sft import SFTConfig
 
 __all__ = [
     "AlgorithmConfig",
     "ConfigError",
+    "DPOConfig",
     "DataConfig",
     "DeepSpeedStrategy",
     "FSDP2Strategy",
     "LearnerConfig",
     "ModelConfig",
+    "OfflineDataConfig",
+    "PreferenceLossConfig",
     "RLConfig",
     "RolloutConfig",
     "RunConfig",
+    "SFTConfig",
+    "TrainerRunConfig",
     "VerifiersConfig",
     "WandbConfig",
     "load_config",

@@ -43,7 +43,13 @@ class LearnerConfig(StrictConfig):
     strategy: LearnerStrategy = FSDP2Strategy()
     """How parameters are sharded: `fsdp2` or `deepspeed` (a name or a mapping with `name`)."""
     lr: float = Field(default=1e-6, gt=0, le=1.0)
-    """AdamW learning rate (constant in RL, as in Olmo 3)."""
+    """AdamW peak learning rate (constant in RL, as in Olmo 3)."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """After warm-up: stay at `lr`, or decay linearly or by a cosine to final_lr_fraction·lr."""
+    warmup_fraction: float = Field(default=0.0, ge=0, lt=1)
+    """Share of the run's optimizer steps over which the rate rises linearly to `lr`."""
+    final_lr_fraction: float = Field(default=0.0, ge=0, le=1)
+    """Where `linear` and `cosine` end, as a fraction of `lr`."""
     weight_decay: float = Field(default=0.0, ge=0)
     """AdamW weight decay; Olmo 3 RL uses none."""
     max_grad_norm: float = Field(default=1.0, gt=0)
@@ -80,6 +86,22 @@ class DataConfig(StrictConfig):
     """Shuffle prompts each epoch (seeded by `run.seed`)."""
 
 
+class OfflineDataConfig(StrictConfig):
+    """Data of the SFT and DPO trainers: local .jsonl/.json files (or .parquet / hub names)."""
+
+    train: list[str] = Field(min_length=1)
+    """Training data sets."""
+    eval: list[str] = Field(default_factory=list)
+    """Held-out data sets, scored at the start, every train.eval_every steps and at the end."""
+    max_tokens: int = Field(default=4096, ge=2)
+    """Longest example in tokens (SFT: a conversation; DPO: chosen + rejected); longer is a bad row."""
+    on_bad_row: Literal["stop", "skip"] = "stop"
+    """A malformed or over-long row stops the run naming its file and row, or is skipped and
+    counted per reason in the run log."""
+    shuffle: bool = True
+    """Shuffle the examples each epoch (seeded by run.seed)."""
+
+
 class WandbConfig(StrictConfig):
     enabled: bool = False
     """Log metrics to Weights & Biases."""
@@ -102,3 +124,12 @@ class RunConfig(StrictConfig):
     """Write a Hugging Face checkpoint every this many steps; 0 writes only the final one."""
     wandb: WandbConfig = WandbConfig()
     """Weights & Biases logging."""
+
+
+class TrainerRunConfig(RunConfig):
+    """RunConfig for SFT and DPO, whose length is counted in epochs by default."""
+
+    steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps; null trains train.epochs full passes over the data."""
+    keep_checkpoints: int = Field(default=0, ge=0)
+    """Checkpoints kept in the run directory (oldest deleted first); 0 keeps all."""

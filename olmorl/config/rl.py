@@ -134,6 +134,11 @@ class RLConfig(StrictConfig):
     run: RunConfig = RunConfig()
     """Outputs, seed, length of the run."""
 
+    @property
+    def num_actors(self) -> int:
+        """Rollout engines and learner ranks: the Ray actors that each take a CPU."""
+        return self.rollout.num_actors + self.learner.num_workers
+
     @model_validator(mode="after")
     def _fits_the_context(self) -> Self:
         limit = self.model.max_position_embeddings

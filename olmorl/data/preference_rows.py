@@ -8,14 +8,13 @@ Two schemas are accepted:
 Only `role` and `content` of each message are kept; the row's other fields are ignored.
 """
 
-import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from olmorl.data.loading import DataError, read_rows
+from olmorl.data.checked_rows import BadRow, load_checked_rows
 from olmorl.data.rl_rows import ROLES, RowError
 
 SKIP_REASONS = (
@@ -104,84 +103,26 @@ def load_preference_pairs(
 ) -> tuple[list[PreferencePair], Counter[str]]:
     """The valid pairs of one data set, and how many rows were skipped for each reason.
 
-    `path` is a .jsonl or .json file (read here, one row per line or one JSON array), or anything
-    `olmorl.data.loading.read_rows` opens (.parquet, a hub name). With on_bad_row="stop" the first
-    bad row raises DataError naming the file, the 1-based row (the line number for .jsonl) and
-    the field; with "skip" it is counted under one of SKIP_REASONS. A pair longer than
-    `max_tokens`, as `count_tokens` measures it, is a bad row.
+    Rows are read by `load_checked_rows` (which says what files it reads): with on_bad_row="stop"
+    the first bad row raises DataError naming the file, the 1-based row and the field; with
+    "skip" it is counted under one of SKIP_REASONS. A pair longer than `max_tokens`, as
+    `count_tokens` measures it, is a bad row.
     """
-    if on_bad_row not in ("stop", "skip"):
-        raise ValueError(f"on_bad_row must be 'stop' or 'skip', got {on_bad_row!r}")
     if (max_tokens is None) != (count_tokens is None):
         raise ValueError("max_tokens and count_tokens must be given together")
-    pairs: list[PreferencePair] = []
-    skipped: Counter[str] = Counter()
-    for number, row in _numbered_rows(Path(path)):
+
+    def check(row: Mapping[str, Any]) -> PreferencePair:
         try:
-            pair = _checked_pair(row, max_tokens, count_tokens)
-        except _BadRow as e:
-            if on_bad_row == "stop":
-                raise DataError(f"{path} row {number}: {e}") from None
-            skipped[e.reason] += 1
-            continue
-        pairs.append(pair)
-    return pairs, skipped
+            pair = validate_preference_row(row)
+        except PairError as e:
+            raise BadRow(str(e), e.reason) from None
+        if count_tokens is not None and max_tokens is not None:
+            tokens = count_tokens(pair)
+            if tokens > max_tokens:
+                raise BadRow(f"{tokens} tokens, more than max_tokens = {max_tokens}", "too_long")
+        return pair
 
-
-class _BadRow(Exception):
-    def __init__(self, message: str, reason: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-class _NotJson:
-    def __init__(self, message: str):
-        self.message = message
-
-
-def _checked_pair(
-    row: Any, max_tokens: int | None, count_tokens: Callable[[PreferencePair], int] | None
-) -> PreferencePair:
-    if isinstance(row, _NotJson):
-        raise _BadRow(row.message, "bad_json")
-    if not isinstance(row, Mapping):
-        raise _BadRow(f"expected a JSON object, got {_kind(row)}", "bad_json")
-    try:
-        pair = validate_preference_row(row)
-    except PairError as e:
-        raise _BadRow(str(e), e.reason) from None
-    if count_tokens is not None and max_tokens is not None:
-        tokens = count_tokens(pair)
-        if tokens > max_tokens:
-            raise _BadRow(f"{tokens} tokens, more than max_tokens = {max_tokens}", "too_long")
-    return pair
-
-
-def _numbered_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(1-based row number, parsed row or _NotJson) for each row."""
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json"):
-        yield from enumerate(read_rows(str(path)), start=1)
-        return
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if suffix == ".json":
-        # A .json file holds one array of rows, or (as for `datasets`) is JSON lines after all.
-        try:
-            whole = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            pass
-        else:
-            yield from enumerate(whole if isinstance(whole, list) else [whole], start=1)
-            return
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue  # blank lines are not rows, but keep the numbers equal to line numbers
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield number, _NotJson(f"not valid JSON: {e}")
+    return load_checked_rows(path, check, on_bad_row)
 
 
 def _conversation(name: str, value: list) -> tuple[tuple[Mapping[str, str], ...], str]:

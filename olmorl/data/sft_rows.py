@@ -6,14 +6,18 @@ assistant turns (content and end-of-turn token, not the role header) as trained;
 pass takes, position ids restarting per document so that attention never crosses documents.
 """
 
+import re
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from olmorl.algo.masks import TrajectoryTokens
 from olmorl.algo.packing import PackedRow, concatenate_documents, first_fit
+from olmorl.data.checked_rows import BadRow, load_checked_rows
 from olmorl.data.rl_rows import RowError, check_messages
 
 
@@ -112,6 +116,29 @@ def tokenize_conversation(
     return TokenizedConversation(input_ids, loss_mask)
 
 
+def load_sft_examples(
+    path: str | Path, tokenizer, max_tokens: int, on_bad_row: Literal["stop", "skip"]
+) -> tuple[list[TokenizedConversation], Counter[str]]:
+    """Every conversation of one data set tokenized, and the skipped rows counted per reason.
+
+    Reasons are the offending field with indices elided (`messages[].role`), `too_long`,
+    `chat_template` or `bad_json`; with on_bad_row="stop" the first bad row raises DataError
+    naming the file and row instead.
+    """
+
+    def check(row: Mapping[str, Any]) -> TokenizedConversation:
+        try:
+            return tokenize_conversation(validate_sft_row(row).messages, tokenizer, max_tokens)
+        except RowError as e:
+            raise BadRow(str(e), re.sub(r"\[\d+\]", "[]", e.field)) from None
+        except ConversationTooLongError as e:
+            raise BadRow(str(e), "too_long") from None
+        except ChatTemplateError as e:
+            raise BadRow(str(e), "chat_template") from None
+
+    return load_checked_rows(path, check, on_bad_row)
+
+
 def _render(tokenizer, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool) -> str:
     if not messages and not add_generation_prompt:
         return ""
@@ -152,11 +179,11 @@ def pack_sft_examples(
             f"max_tokens={max_tokens} ({len(too_long)} such examples)"
         )
     bins = first_fit(range(len(lengths)), lengths, max_tokens)
-    docs = [_as_document(ids, mask) for ids, mask in examples]
+    docs = [conversation_document(ids, mask) for ids, mask in examples]
     return [concatenate_documents([docs[i] for i in indices], tuple(indices)) for indices in bins]
 
 
-def _as_document(input_ids: Sequence[int], loss_mask: Sequence[bool]) -> TrajectoryTokens:
+def conversation_document(input_ids: Sequence[int], loss_mask: Sequence[bool]) -> TrajectoryTokens:
     if len(input_ids) != len(loss_mask):
         raise ValueError(
             f"{len(input_ids)} token ids but {len(loss_mask)} loss-mask entries: they must align"

@@ -4,6 +4,10 @@
   tiny model learns it from RL alone (the tiny tokenizer makes t0..t63 single tokens); writing
   several target words also earns the reward unless the set is `exclusive`.
 - `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier.
+- `chat-copy` (SFT) and `preference-copy` (DPO): a request, in one of several phrasings, to write
+  a target word; the reply (chosen) is that word, the rejected reply another one. `split="eval"`
+  draws only (phrasing, word) combinations that `split="train"` never uses, so held-out scores
+  measure generalisation, not recall.
 """
 
 import json
@@ -18,7 +22,51 @@ from olmorl.io import atomic_write_text
 MAX_TARGETS = 64
 """The tiny tokenizer has whole-word tokens t0..t63."""
 
-SYNTHETIC_SETS = ("target-token", "arithmetic")
+SYNTHETIC_SETS = ("target-token", "arithmetic", "chat-copy", "preference-copy")
+
+COPY_PHRASINGS = (
+    "Write the word {}.",
+    "Repeat the word {}.",
+    "Answer: {}",
+    "Question: what is {}?",
+    "Please write {} and nothing else.",
+    "Find the value of {}.",
+)
+
+
+def _copy_requests(n: int, num_targets: int, seed: int, split: str) -> list[tuple[str, str]]:
+    """n (request, word) pairs from the split's share of phrasing × word combinations."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    if not 2 <= num_targets <= MAX_TARGETS:
+        raise ValueError(f"num_targets must be in [2, {MAX_TARGETS}], got {num_targets}")
+    combos = [(p, w) for p in range(len(COPY_PHRASINGS)) for w in range(num_targets)]
+    # One combination in four is held out, fixed by the combination alone (not the seed).
+    held_out = [(p, w) for p, w in combos if (p * 31 + w * 17) % 4 == 0]
+    pool = held_out if split == "eval" else [c for c in combos if c not in held_out]
+    rng = random.Random(seed)
+    picks = [rng.choice(pool) for _ in range(n)]
+    return [(COPY_PHRASINGS[p].format(f"t{w}"), f"t{w}") for p, w in picks]
+
+
+def chat_copy_rows(
+    n: int, num_targets: int = 16, seed: int = 0, split: str = "train"
+) -> list[dict]:
+    return [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in _copy_requests(n, num_targets, seed, split)
+    ]
+
+
+def preference_copy_rows(
+    n: int, num_targets: int = 16, seed: int = 0, split: str = "train"
+) -> list[dict]:
+    rng = random.Random(f"rejected:{seed}")
+    rows = []
+    for q, a in _copy_requests(n, num_targets, seed, split):
+        wrong = rng.choice([f"t{w}" for w in range(num_targets) if f"t{w}" != a])
+        rows.append({"prompt": q, "chosen": a, "rejected": wrong})
+    return rows
 
 
 def target_token_rows(
@@ -55,11 +103,17 @@ def arithmetic_rows(n: int, max_operand: int = 20, seed: int = 0) -> list[dict]:
     return rows
 
 
-def build_synthetic_rows(kind: str, n: int, seed: int = 0, **options: int | bool) -> list[dict]:
+def build_synthetic_rows(
+    kind: str, n: int, seed: int = 0, **options: int | bool | str
+) -> list[dict]:
     if kind == "target-token":
         return target_token_rows(n, seed=seed, **options)
     if kind == "arithmetic":
         return arithmetic_rows(n, seed=seed, **options)
+    if kind == "chat-copy":
+        return chat_copy_rows(n, seed=seed, **options)
+    if kind == "preference-copy":
+        return preference_copy_rows(n, seed=seed, **options)
     raise ValueError(f"unknown synthetic set {kind!r}; choose one of {', '.join(SYNTHETIC_SETS)}")
 
 

@@ -1,4 +1,4 @@
-"""Laying one optimizer step's packed rows out over the data-parallel ranks.
+"""Laying one optimizer step's packed rows out over the data-parallel ranks (RL, SFT and DPO).
 
 Every rank must run the same number of forward passes (each is a round of FSDP all-gathers), so
 ranks that get fewer rows are topped up with all-masked padding rows; no row is ever dropped.
@@ -32,3 +32,19 @@ def shard_rows(rows: Sequence[PackedRow], world_size: int) -> list[MiniBatch]:
     shortest = min(rows, key=len)
     padding = replace(shortest, loss_mask=torch.zeros_like(shortest.loss_mask))
     return [MiniBatch(tuple(part) + (padding,) * (count - len(part)), total) for part in parts]
+
+
+@dataclass(frozen=True)
+class PreferenceMiniBatch:
+    """One rank's packed preference pairs of one optimizer step.
+
+    Each pair p is two adjacent documents of one row, chosen (2p) then rejected (2p + 1), with the
+    response tokens in the loss mask.
+    """
+
+    rows: tuple[PackedRow, ...]
+    """Rows for this rank, padded to the same count on every rank (padding rows are all-masked)."""
+    reference_logps: tuple[torch.Tensor, ...]
+    """Per row, the reference model's summed response log-prob of each document, # [D]."""
+    total_pairs: int
+    """Pairs of the whole optimizer step over all ranks: the loss denominator."""

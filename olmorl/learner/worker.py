@@ -5,6 +5,7 @@ torch.multiprocessing). All ranks must call each collective verb together: `trai
 `push_weights` and `save_checkpoint` all-gather parameters.
 """
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,19 +14,25 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.distributed.device_mesh import init_device_mesh
 from transformers import AutoModelForCausalLM
 
-from olmorl.algo import PackedRow, olmorl_policy_loss, token_entropy, token_logprobs
-from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
+from olmorl.algo import (
+    PackedRow,
+    document_sums,
+    olmorl_policy_loss,
+    preference_loss,
+    token_entropy,
+    token_logprobs,
+)
+from olmorl.algo.nll import masked_nll_loss
+from olmorl.algo.schedule import scheduled_lr
+from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, PreferenceLossConfig
 from olmorl.cpu import pin_to_cores
-from olmorl.learner.batch import MiniBatch
+from olmorl.learner.backend import DTYPES, build_policy
+from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
-from olmorl.learner.parallelize import parallelize_fsdp2
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-# FSDP wraps modules it recomputes; the rollout engines expect plain Hugging Face names.
-_WRAPPER_PREFIX = "_checkpoint_wrapped_module."
+_COUNTERS_NAME = "learner.json"
 
 
 class WeightSink(Protocol):
@@ -41,13 +48,15 @@ class LearnerWorker:
         world_size: int,
         model: ModelConfig,
         learner: LearnerConfig,
-        algo: AlgorithmConfig,
-        temperature: float,
+        algo: AlgorithmConfig | None = None,
+        temperature: float = 1.0,
     ):
         self.rank, self.world_size = rank, world_size
         self.model_cfg, self.learner_cfg, self.algo = model, learner, algo
         self.temperature = temperature
         self.version = 0
+        """Optimizer steps taken: the policy version the weights are."""
+        self.total_steps = 1
 
     def address(self) -> tuple[str, int]:
         """Host and a free port for the process group's rendezvous (called on rank 0)."""
@@ -57,8 +66,13 @@ class LearnerWorker:
             s.bind(("", 0))
             return socket.gethostbyname(socket.gethostname()), s.getsockname()[1]
 
-    def setup(self, master_addr: str, master_port: int, seed: int) -> None:
-        """Joins the process group, loads and shards the policy, builds the optimizer."""
+    def setup(
+        self, master_addr: str, master_port: int, seed: int, total_steps: int | None = None
+    ) -> None:
+        """Joins the process group, loads and shards the policy, builds the optimizer.
+
+        `total_steps` (optimizer steps of the run) sets the length of the learning-rate schedule.
+        """
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         if self.learner_cfg.cpu_cores:
             pin_to_cores(self.learner_cfg.cpu_cores)
@@ -69,22 +83,23 @@ class LearnerWorker:
             "nccl" if device == "cuda" else "gloo", rank=self.rank, world_size=self.world_size
         )
         torch.manual_seed(seed)
-        # Master weights stay float32; FSDP casts to model.dtype for compute.
+        # Master weights stay float32; the strategy casts to model.dtype for compute.
         model = AutoModelForCausalLM.from_pretrained(self.model_cfg.path, dtype=torch.float32)
         model.config.use_cache = False
-        mesh = init_device_mesh(device, (self.world_size,))
-        if self.learner_cfg.strategy.name != "fsdp2":
-            raise NotImplementedError(f"learner strategy {self.learner_cfg.strategy.name!r}")
-        self.model = parallelize_fsdp2(
-            model.to(device), self.learner_cfg.strategy, mesh, _DTYPES[self.model_cfg.dtype]
-        ).train()
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=self.learner_cfg.lr,
-            weight_decay=self.learner_cfg.weight_decay,
-            betas=(0.9, 0.999),
+        self.policy = build_policy(
+            model, self.learner_cfg, device, self.world_size, self.model_cfg.dtype
         )
+        self.model = self.policy.model
         self.device = device
+        self.total_steps = total_steps or 1
+
+    def _optimizer_step(self) -> float:
+        """Applies the accumulated gradients at the scheduled rate; returns the grad norm as a
+        share (summing it over ranks reports it once)."""
+        lr = scheduled_lr(self.learner_cfg, self.version, self.total_steps)
+        grad_norm = self.policy.step(lr)
+        self.version += 1
+        return grad_norm / self.world_size
 
     def train_step(self, mini_batches: Sequence[MiniBatch]) -> list[dict[str, float]]:
         """One rollout batch: π_old is frozen first, then one optimizer step per mini-batch.
@@ -102,17 +117,7 @@ class LearnerWorker:
                 old = None if old_logprobs is None else old_logprobs[index][row_index]
                 for key, value in self._forward_backward(row, mb.total_loss_tokens, old).items():
                     metrics[key] = metrics.get(key, 0.0) + value
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), self.learner_cfg.max_grad_norm
-            )
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.version += 1
-            # The norm is global already; divide so the sum over ranks reports it once.
-            metrics["grad_norm"] = (
-                float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-                / self.world_size
-            )
+            metrics["grad_norm"] = self._optimizer_step()
             results.append(metrics)
         return results
 
@@ -134,9 +139,7 @@ class LearnerWorker:
             clip_high=self.algo.clip_high,
             tis_cap=self.algo.tis_cap,
         )
-        # FSDP averages gradients over ranks; the loss is already a share of the global token
-        # mean, so scaling by the world size turns that average back into the sum.
-        (loss * self.world_size).backward()
+        self._backward(loss)
         with torch.no_grad():
             entropy = token_entropy(logits.detach(), self.temperature)
             entropy_share = torch.where(mask, entropy, 0.0).sum() / total_loss_tokens
@@ -167,16 +170,80 @@ class LearnerWorker:
             for k, v in row.model_inputs().items()
         }
 
-    def _full_parameters(self):
-        """Yields (HF name, full tensor in the model dtype on CPU); the tensor is None off rank 0.
+    def _backward(self, loss: Tensor) -> None:
+        # The strategies average gradients over ranks; each loss is already a share of the
+        # global step mean, so scaling by the world size turns that average back into the sum.
+        self.policy.backward(loss * self.world_size)
 
-        Every rank must iterate to the end: each parameter is an all-gather.
+    def sft_step(self, batch: MiniBatch) -> dict[str, float]:
+        """One optimizer step of token-mean NLL over the whole step's trained tokens.
+
+        Rows are accumulated one forward/backward at a time (gradient accumulation); returns
+        this rank's metric shares: loss, tokens, grad_norm.
         """
-        dtype = _DTYPES[self.model_cfg.dtype]
-        for name, param in self.model.named_parameters():
-            full = param.full_tensor() if hasattr(param, "full_tensor") else param.data
-            tensor = full.detach().to(dtype).cpu() if self.rank == 0 else None
-            yield name.replace(_WRAPPER_PREFIX, ""), tensor
+        metrics = {"loss": 0.0, "tokens": 0.0}
+        for row in batch.rows:
+            inputs = self._row_inputs(row)
+            logits = self.model(**inputs).logits  # [1, T, V]
+            mask = row.loss_mask.to(self.device).unsqueeze(0)  # [1, T]
+            loss, parts = masked_nll_loss(
+                logits, inputs["input_ids"], mask, batch.total_loss_tokens
+            )
+            self._backward(loss)
+            for key, value in parts.items():
+                metrics[key] += value
+        metrics["grad_norm"] = self._optimizer_step()
+        return metrics
+
+    def dpo_step(self, batch: PreferenceMiniBatch, loss_cfg: PreferenceLossConfig) -> dict:
+        """One optimizer step of the preference loss over the step's pairs; metric shares."""
+        metrics: dict[str, float] = {}
+        for row, reference in zip(batch.rows, batch.reference_logps, strict=True):
+            inputs = self._row_inputs(row)
+            logits = self.model(**inputs).logits  # [1, T, V]
+            if row.num_loss_tokens == 0:  # a padding row: no pairs, but the collectives run
+                self._backward(logits.sum() * 0.0)
+                continue
+            logps = token_logprobs(logits, inputs["input_ids"], 1.0)  # [1, T]
+            sums, lengths = document_sums(row, logps)  # [D], [D]
+            reference = reference.to(self.device)  # [D]
+            loss, parts = preference_loss(
+                sums[0::2],
+                sums[1::2],
+                reference[0::2],
+                reference[1::2],
+                lengths[0::2],
+                lengths[1::2],
+                loss_cfg.kind,
+                loss_cfg.beta,
+                loss_cfg.gamma,
+                batch.total_pairs,
+            )
+            self._backward(loss)
+            for key, value in parts.items():
+                metrics[key] = metrics.get(key, 0.0) + float(value)
+        metrics["grad_norm"] = self._optimizer_step()
+        return metrics
+
+    @torch.no_grad()
+    def document_logps(self, rows: Sequence[PackedRow]) -> list[tuple[int, float, int]]:
+        """(document index, summed log-prob of its loss tokens, their count) per document.
+
+        Rows must come in equal numbers on every rank (each forward is a collective); the
+        documents of all-masked padding rows are left out.
+        """
+        out = []
+        for row in rows:
+            inputs = self._row_inputs(row)
+            logps = token_logprobs(self.model(**inputs).logits, inputs["input_ids"], 1.0)
+            if row.num_loss_tokens == 0:
+                continue
+            sums, counts = document_sums(row, logps)
+            out += zip(row.trajectory_indices, sums.tolist(), counts.tolist(), strict=True)
+        return out
+
+    def _full_parameters(self):
+        return self.policy.full_parameters(DTYPES[self.model_cfg.dtype])
 
     def push_weights(self, sink: WeightSink | None, bucket_bytes: int = 256 << 20) -> int:
         """All-gathers full parameters bucket by bucket; rank 0 sends each bucket to `sink`.
@@ -197,12 +264,29 @@ class LearnerWorker:
                 bucket, size = {}, 0
         return self.version
 
-    def save_checkpoint(self, out_dir: str | Path) -> Path | None:
-        """Writes a Hugging Face checkpoint (float32 → the model dtype) atomically from rank 0."""
+    def save_checkpoint(self, out_dir: str | Path, atomic: bool = True) -> Path | None:
+        """Writes a Hugging Face checkpoint (float32 → the model dtype) from rank 0; `atomic`
+        writes it beside `out_dir` and renames (false: into `out_dir`, which the caller renames)."""
         state = dict(self._full_parameters())
         if self.rank != 0:
             return None
-        return write_hf_checkpoint(state, self.model.config, self.model_cfg.path, out_dir)
+        return write_hf_checkpoint(
+            state, self.policy.hf_config, self.model_cfg.path, out_dir, atomic=atomic
+        )
+
+    def save_train_state(self, directory: str | Path) -> None:
+        """Weights, optimizer state and step counter for an exact resume (all ranks together)."""
+        directory = Path(directory)
+        self.policy.save_state(directory)
+        if self.rank == 0:
+            (directory / _COUNTERS_NAME).write_text(json.dumps({"version": self.version}))
+
+    def load_train_state(self, directory: str | Path) -> int:
+        """Restores `save_train_state`'s directory; returns the policy version it held."""
+        directory = Path(directory)
+        self.policy.load_state(directory)
+        self.version = json.loads((directory / _COUNTERS_NAME).read_text())["version"]
+        return self.version
 
     def shutdown(self) -> None:
         if dist.is_initialized():

@@ -45,7 +45,12 @@ class RLCluster:
         address, port = ray.get(self.learners[0].address.remote())
         starting = [a.start.remote() for a in self.rollout_actors]
         ray.get(
-            [learner.setup.remote(address, port, cfg.run.seed) for learner in self.learners]
+            [
+                learner.setup.remote(
+                    address, port, cfg.run.seed, cfg.run.steps * cfg.algo.num_mini_batches
+                )
+                for learner in self.learners
+            ]
             + starting
         )
         verifiers = (

@@ -7,25 +7,12 @@ to every engine (in flight, by default). Outputs go to the run directory: metric
 checkpoints/, reward.png.
 """
 
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from olmorl.config import RLConfig, write_resolved_config
 from olmorl.rl.types import Prompt
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_dir: Path
-    """Where everything below lives."""
-    metrics: Path
-    """One JSON object per step."""
-    plot: Path
-    """Reward and response length per step."""
-    checkpoints: tuple[Path, ...]
-    """Hugging Face checkpoints, oldest first; the last is the final model."""
+from olmorl.train.loop import RunResult
 
 
 def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
@@ -35,15 +22,12 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
 
     from olmorl.data.loading import load_rl_rows
     from olmorl.data.prompts import render_prompts
+    from olmorl.metrics_log import MetricsLog, plot_metrics
+    from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
-    from olmorl.rl.metrics import PLOT_NAME, MetricsLog, plot_metrics
     from olmorl.rl.prompts import PromptSampler
     from verifiers import available_verifiers
 
-    if cfg.learner.strategy.name != "fsdp2":
-        raise NotImplementedError(
-            f"learner.strategy={cfg.learner.strategy.name} is not available for RL yet; use fsdp2"
-        )
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows, prompts = [], []
     # Per source, so a prompt that is too long is reported with its own file and row number.
@@ -59,7 +43,7 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
 
     write_resolved_config(cfg, run_dir)
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
-    started_ray = init_ray(cfg)
+    started_ray = init_ray(cfg.num_actors)
     cluster = None
     checkpoints: list[Path] = []
     producer = None
@@ -87,7 +71,11 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
             cluster.shutdown()
         if started_ray:
             ray.shutdown()
-    plot = plot_metrics(log.path, run_dir / PLOT_NAME)
+    plot = plot_metrics(
+        log.path,
+        run_dir / "reward.png",
+        [("reward", "mean reward"), ("response_tokens", "response tokens")],
+    )
     return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
 
 
@@ -127,18 +115,3 @@ def train_one_step(cluster, producer, cfg: RLConfig, step: int) -> dict[str, flo
         "learner_idle_fraction": (t_taken - t_start) / step_s,
         "tokens_per_s": trained_tokens / step_s,
     }
-
-
-def init_ray(cfg: RLConfig) -> bool:
-    """Joins the cluster `ray job submit` (or RAY_ADDRESS) names, else starts a local one."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return False
-    # Logical CPUs: every actor asks for one, and a laptop may have fewer cores than actors.
-    actors = cfg.rollout.num_actors + cfg.learner.num_workers
-    ray.init(num_cpus=max(os.cpu_count() or 1, actors), include_dashboard=False)
-    return True

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from olmorl.config import RLConfig, load_config
+from olmorl.config import DPOConfig, RLConfig, SFTConfig, load_config
 
 RECIPES = sorted((Path(__file__).parents[2] / "recipes").rglob("*.yaml"))
 
@@ -13,10 +13,18 @@ def test_recipes_exist():
     assert {p.parent.name for p in RECIPES} >= {"tiny", "olmo3"}
 
 
+def config_class(path: Path):
+    """Recipes are named by trainer: sft_*, dpo_*, anything else is RL."""
+    return {"sft": SFTConfig, "dpo": DPOConfig}.get(path.name.split("_")[0], RLConfig)
+
+
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_validates(path):
-    cfg = load_config(RLConfig, path)
-    if path.parent.name == "olmo3":
+    cfg = load_config(config_class(path), path)
+    if config_class(path) is not RLConfig:
+        local = [s for s in cfg.data.train + cfg.data.eval if not s.startswith("allenai/")]
+        assert all((path.parents[2] / source).is_file() for source in local), local
+    elif path.parent.name == "olmo3":
         # Table 49 holds these in every Olmo 3 RL run.
         assert (cfg.algo.group_size, cfg.algo.clip_low, cfg.algo.clip_high) == (8, 0.2, 0.272)
         assert cfg.rollout.temperature == 1.0 and cfg.data.max_prompt_tokens == 2048

@@ -1,13 +1,12 @@
-"""Run outputs for metrics: a JSONL line per step, optional wandb, and a reward/length plot."""
+"""Run outputs for metrics: a JSONL line per step, optional wandb, and a PNG of chosen curves."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from olmorl.config import RunConfig
 
 METRICS_NAME = "metrics.jsonl"
-PLOT_NAME = "reward.png"
 
 
 class MetricsLog:
@@ -41,23 +40,27 @@ class MetricsLog:
             self._wandb.finish()
 
 
-def plot_metrics(metrics_path: Path, out_path: Path) -> Path:
-    """Mean reward and mean response length per step, one panel each, as a PNG."""
+def plot_metrics(metrics_path: Path, out_path: Path, panels: Sequence[tuple[str, str]]) -> Path:
+    """One panel per (metric key, axis label), against the step, as a PNG; steps that did not
+    log a key (evaluations run every few steps) are left out of its panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    steps = [r["step"] for r in records]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    top.plot(steps, [r["reward"] for r in records], color="tab:blue")
-    top.set_ylabel("mean reward")
-    top.grid(alpha=0.3)
-    bottom.plot(steps, [r["response_tokens"] for r in records], color="tab:orange")
-    bottom.set_ylabel("response tokens")
-    bottom.set_xlabel("step")
-    bottom.grid(alpha=0.3)
+    fig, _ = plt.subplots(len(panels), 1, figsize=(7, 3 * len(panels)), sharex=True, squeeze=False)
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+    for index, (ax, (key, label)) in enumerate(zip(fig.axes, panels, strict=True)):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        ax.plot(
+            *zip(*points) if points else ([], []),
+            color=colors[index % len(colors)],
+            marker="o" if len(points) < 20 else None,
+        )
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.axes[-1].set_xlabel("step")
     fig.suptitle(metrics_path.parent.name)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)

@@ -1,0 +1,125 @@
+"""The learner strategies behind one interface: a sharded model, its optimizer, its state on disk.
+
+`LearnerWorker` trains through `ShardedPolicy` only, so SFT, DPO and RL run unchanged on FSDP2 or
+DeepSpeed ZeRO-3. A step is any number of `backward` calls (gradients accumulate) and one `step`.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.distributed.device_mesh import init_device_mesh
+from transformers import PretrainedConfig
+
+from olmorl.config import FSDP2Strategy, LearnerConfig
+from olmorl.learner.parallelize import parallelize_fsdp2
+
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+# FSDP wraps modules it recomputes; the rollout engines expect plain Hugging Face names.
+_WRAPPER_PREFIX = "_checkpoint_wrapped_module."
+
+
+class ShardedPolicy(Protocol):
+    model: nn.Module
+    """Called like the Hugging Face model it wraps."""
+    hf_config: PretrainedConfig
+    """The wrapped model's Hugging Face config."""
+
+    def backward(self, loss: Tensor) -> None:
+        """Adds d(loss)/d(params) to the gradients, averaged over data-parallel ranks."""
+
+    def step(self, lr: float) -> float:
+        """Clips to learner.max_grad_norm, applies AdamW at `lr`, zeroes the gradients; returns
+        the global gradient norm before clipping."""
+
+    def full_parameters(self, dtype: torch.dtype) -> Iterator[tuple[str, Tensor | None]]:
+        """(HF name, full tensor in `dtype` on CPU) per parameter; None off rank 0. Every rank must
+        iterate to the end: each parameter is a collective."""
+
+    def save_state(self, directory: Path) -> None:
+        """Writes this rank's share of weights and optimizer state (all ranks, one directory)."""
+
+    def load_state(self, directory: Path) -> None:
+        """Restores what `save_state` wrote (the same world size)."""
+
+
+def adamw(params, learner: LearnerConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        params, lr=learner.lr, weight_decay=learner.weight_decay, betas=(0.9, 0.999)
+    )
+
+
+class FSDP2Policy:
+    """`fully_shard` per decoder layer, float32 master weights, AdamW on the local shards."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        learner: LearnerConfig,
+        strategy: FSDP2Strategy,
+        device: str,
+        world_size: int,
+        compute_dtype: torch.dtype,
+    ):
+        mesh = init_device_mesh(device, (world_size,))
+        self.hf_config = model.config
+        self.model = parallelize_fsdp2(model.to(device), strategy, mesh, compute_dtype).train()
+        self.optimizer = adamw(self.model.parameters(), learner)
+        self.max_grad_norm = learner.max_grad_norm
+
+    def backward(self, loss: Tensor) -> None:
+        loss.backward()
+
+    def step(self, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+    def full_parameters(self, dtype: torch.dtype) -> Iterator[tuple[str, Tensor | None]]:
+        import torch.distributed as dist
+
+        rank0 = dist.get_rank() == 0
+        for name, param in self.model.named_parameters():
+            full = param.full_tensor() if hasattr(param, "full_tensor") else param.data
+            yield (
+                name.replace(_WRAPPER_PREFIX, ""),
+                full.detach().to(dtype).cpu() if rank0 else None,
+            )
+
+    def save_state(self, directory: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
+        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=directory)
+
+    def load_state(self, directory: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
+        state = {"model": model_state, "optimizer": optimizer_state}
+        dcp.load(state, checkpoint_id=directory)
+        set_state_dict(
+            self.model,
+            self.optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
+        )
+
+
+def build_policy(
+    model: nn.Module, learner: LearnerConfig, device: str, world_size: int, dtype: str
+) -> ShardedPolicy:
+    """The configured strategy around a float32 Hugging Face model."""
+    strategy = learner.strategy
+    if strategy.name == "fsdp2":
+        return FSDP2Policy(model, learner, strategy, device, world_size, DTYPES[dtype])
+    from olmorl.learner.deepspeed_policy import DeepSpeedPolicy
+
+    return DeepSpeedPolicy(model, learner, strategy, device, world_size, DTYPES[dtype])
