@@ -1,4 +1,4 @@
-"""`ray job submit` of a tiny recipe against a head started with `ray start --head`.
+"""`ray job submit` of the tiny RL, SFT and DPO recipes against a head started with `ray start --head`.
 
 The head runs with `--block` in a child process, so stopping it stops exactly this head and
 not the Ray cluster the other integration tests share.
@@ -27,7 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
+def test_ray_job_submit_runs_rl_sft_and_dpo_recipes(tiny_model_dir, tmp_path):
     bin_dir = Path(sys.executable).parent
     # A loopback-only head for this test: Ray's token authentication is switched off so the job
     # client needs no token (a real cluster keeps it on and hands the token to its clients).
@@ -69,41 +69,54 @@ def test_ray_job_submit_runs_a_recipe(tiny_model_dir, tmp_path):
     try:
         _wait_for_job_server(address, env, head, tmp_path / "head.log")
         out = tmp_path / "runs"
-        for _ in range(5):
-            submit = subprocess.run(
-                [
-                    "bash",
-                    str(REPO / "launch" / "submit.sh"),
-                    "rl",
-                    "recipes/tiny/rl_math.yaml",
-                    "run.steps=2",
-                    "run.name=job",
-                    f"model.path={tiny_model_dir}",
-                ],
-                env={**env, "RAY_ADDRESS": address, "OLMORL_OUTPUT_DIR": str(out)},
-                capture_output=True,
-                text=True,
-                timeout=540,
-                check=False,
-            )
-            # The dashboard answers before the head's job agent is up; the job was not submitted.
-            if "No available agent to submit job" not in submit.stderr + submit.stdout:
-                break
-            time.sleep(5)
-        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
-        assert "succeeded" in submit.stdout
-        steps = [
-            json.loads(line)["step"]
-            for line in (out / "job" / "metrics.jsonl").read_text().splitlines()
+        jobs = [
+            ("rl", "recipes/tiny/rl_math.yaml", [1, 2]),
+            # The offline trainers log a step 0: held-out metrics before training.
+            ("sft", "recipes/tiny/sft_copy.yaml", [0, 1, 2]),
+            ("dpo", "recipes/tiny/dpo_copy.yaml", [0, 1, 2]),
         ]
-        assert steps == [1, 2]
-        assert (out / "job" / "checkpoints" / "step_000002" / "model.safetensors").is_file()
-        assert (out / "job" / "config.yaml").is_file()
+        for command, recipe, logged_steps in jobs:
+            _submit(address, env, out, command, recipe, f"model.path={tiny_model_dir}")
+            run = out / command
+            steps = [
+                json.loads(line)["step"]
+                for line in (run / "metrics.jsonl").read_text().splitlines()
+            ]
+            assert steps == logged_steps, command
+            assert (run / "checkpoints" / "step_000002" / "model.safetensors").is_file(), command
+            assert (run / "config.yaml").is_file(), command
     finally:
         head.terminate()
         head.wait(timeout=90)
         head_log.close()
         shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def _submit(address: str, env: dict, out: Path, command: str, recipe: str, *overrides: str):
+    """`launch/submit.sh COMMAND RECIPE` for two steps, into out/COMMAND; asserts it succeeded."""
+    for _ in range(5):
+        submit = subprocess.run(
+            [
+                "bash",
+                str(REPO / "launch" / "submit.sh"),
+                command,
+                recipe,
+                "run.steps=2",
+                f"run.name={command}",
+                *overrides,
+            ],
+            env={**env, "RAY_ADDRESS": address, "OLMORL_OUTPUT_DIR": str(out)},
+            capture_output=True,
+            text=True,
+            timeout=540,
+            check=False,
+        )
+        # The dashboard answers before the head's job agent is up; the job was not submitted.
+        if "No available agent to submit job" not in submit.stderr + submit.stdout:
+            break
+        time.sleep(5)
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+    assert "succeeded" in submit.stdout
 
 
 def _wait_for_job_server(

@@ -181,3 +181,34 @@ def test_packing_refuses_an_over_long_or_misaligned_example():
         pack_sft_examples([example(3, 0), example(11, 10)], max_tokens=10)
     with pytest.raises(ValueError, match="must align"):
         pack_sft_examples([([1, 2, 3], [True])], max_tokens=10)
+
+
+BAD_FILE_ROWS = [
+    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}',
+    '{"messages": [{"content": "no role"}, {"role": "assistant", "content": "x"}]}',
+    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]}',
+    "not json at all",
+    '{"messages": [{"role": "user", "content": "' + "word " * 200 + '"}, '
+    '{"role": "assistant", "content": "ok"}]}',
+    '{"messages": [{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye"}]}',
+]
+
+
+def test_a_bad_row_stops_the_load_naming_file_row_and_field(tokenizer, tmp_path):
+    from olmorl.data.loading import DataError
+    from olmorl.data.sft_rows import load_sft_examples
+
+    path = tmp_path / "sft.jsonl"
+    path.write_text("\n".join(BAD_FILE_ROWS) + "\n")
+    with pytest.raises(DataError, match=r"sft\.jsonl row 2: field 'messages\[0\]\.role'"):
+        load_sft_examples(path, tokenizer, max_tokens=64, on_bad_row="stop")
+
+
+def test_skipping_counts_every_bad_row_by_reason(tokenizer, tmp_path):
+    from olmorl.data.sft_rows import load_sft_examples
+
+    path = tmp_path / "sft.jsonl"
+    path.write_text("\n".join(BAD_FILE_ROWS) + "\n")
+    examples, skipped = load_sft_examples(path, tokenizer, max_tokens=64, on_bad_row="skip")
+    assert len(examples) == 2
+    assert skipped == {"messages[].role": 1, "messages": 1, "bad_json": 1, "too_long": 1}
