@@ -61,6 +61,24 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+_RESUME_HELP = (
+    "Continue the run from its newest intact checkpoint: run.name's directory, or else the "
+    "newest run of this recipe under run.output_dir."
+)
+
+
+def _run_dir(cfg, config: Path, resume: bool) -> Path:
+    root = Path(cfg.run.output_dir)
+    if cfg.run.name:
+        return root / cfg.run.name
+    if resume:
+        earlier = sorted(root.glob(f"{config.stem}-*/checkpoints"))
+        if not earlier:
+            raise _fail(f"--resume: no run of {config.stem} with checkpoints under {root}")
+        return earlier[-1].parent
+    return root / _default_run_name(config)
+
+
 @app.command(epilog=_options_epilog(RLConfig))
 def rl(
     config: Annotated[
@@ -72,10 +90,11 @@ def rl(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
     ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
 ) -> None:
     """Run OlmoRL (RLVR) training from a recipe."""
     cfg = _load_rl_config(config, overrides)
-    run_dir = Path(cfg.run.output_dir) / (cfg.run.name or _default_run_name(config))
+    run_dir = _run_dir(cfg, config, resume)
     if dry_run:
         typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
         return
@@ -83,19 +102,15 @@ def rl(
     from olmorl.rl.loop import run_rl
 
     try:
-        result = run_rl(cfg, run_dir)
+        result = run_rl(cfg, run_dir, resume)
     except DataError as e:
         raise _fail(str(e)) from None
+    if result.resumed_from:
+        typer.echo(f"resumed after step {result.resumed_from}")
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo(f"metrics:       {result.metrics}")
     typer.echo(f"reward plot:   {result.plot}")
     typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
-
-
-_RESUME_HELP = (
-    "Continue the run from its newest intact checkpoint: run.name's directory, or else the "
-    "newest run of this recipe under run.output_dir."
-)
 
 
 def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: bool, run):
@@ -117,18 +132,6 @@ def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: b
     typer.echo(f"loss plot:     {result.plot}")
     if result.checkpoints:
         typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
-
-
-def _run_dir(cfg, config: Path, resume: bool) -> Path:
-    root = Path(cfg.run.output_dir)
-    if cfg.run.name:
-        return root / cfg.run.name
-    if resume:
-        earlier = sorted(root.glob(f"{config.stem}-*/checkpoints"))
-        if not earlier:
-            raise _fail(f"--resume: no run of {config.stem} with checkpoints under {root}")
-        return earlier[-1].parent
-    return root / _default_run_name(config)
 
 
 def _offline_command(name: str, config_class, module: str, help_text: str) -> None:

@@ -121,7 +121,10 @@ class RunConfig(StrictConfig):
     steps: int = Field(default=100, ge=1)
     """Training steps; in RL one step is a rollout batch of `algo.num_mini_batches` optimizer steps."""
     checkpoint_every: int = Field(default=0, ge=0)
-    """Write a Hugging Face checkpoint every this many steps; 0 writes only the final one."""
+    """Write a checkpoint (Hugging Face model + training state) every this many steps; 0 writes
+    only the final one."""
+    keep_checkpoints: int = Field(default=0, ge=0)
+    """Checkpoints kept in the run directory (oldest deleted first); 0 keeps all."""
     wandb: WandbConfig = WandbConfig()
     """Weights & Biases logging."""
 
@@ -131,5 +134,3 @@ class TrainerRunConfig(RunConfig):
 
     steps: int | None = Field(default=None, ge=1)
     """Optimizer steps; null trains train.epochs full passes over the data."""
-    keep_checkpoints: int = Field(default=0, ge=0)
-    """Checkpoints kept in the run directory (oldest deleted first); 0 keeps all."""

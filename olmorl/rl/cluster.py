@@ -5,14 +5,12 @@ on the current Ray cluster; `producer()` keeps the engines and reward workers bu
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import ray
 import torch
 
 from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
-from olmorl.learner.worker import LearnerWorker
 from olmorl.rl.batch import StepBatch
 from olmorl.rl.producer import ProducerSettings, RolloutProducer
 from olmorl.rl.prompts import PromptSampler
@@ -21,6 +19,7 @@ from olmorl.rl.types import Prompt
 from olmorl.rollout.engine import RolloutEngine
 from olmorl.rollout.judge_server import JudgeServer
 from olmorl.rollout.weight_sync import RayWeightSink
+from olmorl.train.learners import LearnerGroup
 
 
 class RLCluster:
@@ -34,25 +33,16 @@ class RLCluster:
             .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
             for index in range(cfg.rollout.num_actors)
         ]
-        world = cfg.learner.num_workers
-        self.learners = [
-            ray.remote(LearnerWorker)
-            .options(num_cpus=1, num_gpus=gpu)
-            .remote(rank, world, cfg.model, cfg.learner, cfg.algo, cfg.rollout.temperature)
-            for rank in range(world)
-        ]
-        judge_url = self._start_judge_server(cfg.verifiers.judge_server)
-        address, port = ray.get(self.learners[0].address.remote())
-        starting = [a.start.remote() for a in self.rollout_actors]
-        ray.get(
-            [
-                learner.setup.remote(
-                    address, port, cfg.run.seed, cfg.run.steps * cfg.algo.num_mini_batches
-                )
-                for learner in self.learners
-            ]
-            + starting
+        self.learners = LearnerGroup(
+            cfg.model,
+            cfg.learner,
+            cfg.run.seed,
+            cfg.run.steps * cfg.algo.num_mini_batches,
+            cfg.algo,
+            cfg.rollout.temperature,
         )
+        judge_url = self._start_judge_server(cfg.verifiers.judge_server)
+        ray.get(self.learners.start() + [a.start.remote() for a in self.rollout_actors])
         verifiers = (
             _with_judge_url(cfg.verifiers, ray.get(judge_url)) if judge_url else cfg.verifiers
         )
@@ -85,11 +75,8 @@ class RLCluster:
         """Full weights from the learners to every engine; returns the policy version now served.
         `mode` (inflight, drain, abort) replaces rollout.weight_update."""
         sink = RayWeightSink(self.rollout_actors, mode or self.cfg.rollout.weight_update)
-        versions = ray.get(
-            [
-                learner.push_weights.remote(sink if rank == 0 else None)
-                for rank, learner in enumerate(self.learners)
-            ]
+        versions = self.learners.each(
+            "push_weights", [(sink if rank == 0 else None,) for rank in range(self.world_size)]
         )
         self.version = versions[0]
         return self.version
@@ -153,9 +140,7 @@ class RLCluster:
 
     def train(self, batch: StepBatch) -> dict[str, float]:
         """One optimizer step per mini-batch; metrics summed over ranks, averaged over mini-batches."""
-        per_rank = ray.get(
-            [learner.train_step.remote(mbs) for learner, mbs in zip(self.learners, batch.per_rank)]
-        )
+        per_rank = self.learners.each("train_step", [(mbs,) for mbs in batch.per_rank])
         num_mini = len(per_rank[0])
         totals: dict[str, float] = {}
         for rank_results in per_rank:
@@ -164,20 +149,20 @@ class RLCluster:
                     totals[key] = totals.get(key, 0.0) + value / num_mini
         return totals
 
-    def save_checkpoint(self, out_dir: Path) -> Path:
-        ray.get([learner.save_checkpoint.remote(out_dir) for learner in self.learners])
-        return out_dir
+    @property
+    def world_size(self) -> int:
+        return self.learners.world_size
 
     def shutdown(self) -> None:
         ray.get(
             [a.shutdown.remote() for a in self.rollout_actors]
             + [w.shutdown.remote() for w in self.reward_workers]
         )
-        ray.get([learner.shutdown.remote() for learner in self.learners])
+        self.learners.shutdown()
         if self.judge_server is not None:
             ray.get(self.judge_server.shutdown.remote())
             ray.kill(self.judge_server)
-        for actor in self.rollout_actors + self.learners + self.reward_workers:
+        for actor in self.rollout_actors + self.reward_workers:
             ray.kill(actor)
 
 

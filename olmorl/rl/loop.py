@@ -4,9 +4,10 @@ The rollout producer keeps the engines generating and the reward workers scoring
 `algo.async_steps` batches ahead. Each step: take a full batch from it → advantages and
 zero-variance filtering → one optimizer step per mini-batch on the learners → push the new weights
 to every engine (in flight, by default). Outputs go to the run directory: metrics.jsonl,
-checkpoints/, reward.png.
+data_log.jsonl, checkpoints/ (resumable: the producer's data position rides along), reward.png.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -14,8 +15,12 @@ from olmorl.config import RLConfig, write_resolved_config
 from olmorl.rl.types import Prompt
 from olmorl.train.loop import RunResult
 
+DATA_LOG_NAME = "data_log.jsonl"
+"""One line per step: the prompts (indices into the concatenated data sets) it trained on."""
 
-def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
+
+def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
+    """Runs (or with `resume`, continues from its newest intact checkpoint) an RL job."""
     import ray
     from tqdm import tqdm
     from transformers import AutoTokenizer
@@ -26,6 +31,7 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
     from olmorl.rl.prompts import PromptSampler
+    from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
     from verifiers import available_verifiers
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -41,30 +47,51 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
+    found = latest_checkpoint(run_dir) if resume else None
+    start = found[1]["step"] if found else 0
     write_resolved_config(cfg, run_dir)
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
+    data_log = (run_dir / DATA_LOG_NAME).open("a")
     started_ray = init_ray(cfg.num_actors)
     cluster = None
     checkpoints: list[Path] = []
     producer = None
     try:
         cluster = RLCluster(cfg, verifier_names)
+        if found:
+            cluster.learners.load(found[0])
         cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
         producer = cluster.producer(prompts, sampler, tokenizer)
+        if found:
+            producer.restore(found[1]["producer"])
         producer.start()
-        bar = tqdm(range(1, cfg.run.steps + 1), desc="olmorl rl", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            range(start + 1, cfg.run.steps + 1),
+            desc="olmorl rl",
+            unit="step",
+            initial=start,
+            total=cfg.run.steps,
+            dynamic_ncols=True,
+        )
         for step in bar:
-            metrics = train_one_step(cluster, producer, cfg, step)
+            metrics, trained_prompts = train_one_step(cluster, producer, cfg, step)
             log.log(step, metrics)
+            data_log.write(json.dumps({"step": step, "prompts": trained_prompts}) + "\n")
+            data_log.flush()
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
             if step == cfg.run.steps or (
                 cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0
             ):
+                # Between steps: the snapshot's in-flight prompts are exactly the untrained ones.
+                state = {"producer": producer.snapshot(), "policy_version": cluster.version}
                 checkpoints.append(
-                    cluster.save_checkpoint(run_dir / "checkpoints" / f"step_{step:06d}")
+                    write_checkpoint(
+                        run_dir, step, state, cluster.learners.save, cfg.run.keep_checkpoints
+                    )
                 )
     finally:
         log.close()
+        data_log.close()
         if producer is not None:
             producer.stop()
         if cluster is not None:
@@ -76,11 +103,14 @@ def run_rl(cfg: RLConfig, run_dir: Path) -> RunResult:
         run_dir / "reward.png",
         [("reward", "mean reward"), ("response_tokens", "response tokens")],
     )
-    return RunResult(run_dir=run_dir, metrics=log.path, plot=plot, checkpoints=tuple(checkpoints))
+    return RunResult(run_dir, log.path, plot, tuple(checkpoints), start)
 
 
-def train_one_step(cluster, producer, cfg: RLConfig, step: int) -> dict[str, float]:
-    """Take a batch → build it → optimizer step(s) → weight push; returns the step's metrics.
+def train_one_step(
+    cluster, producer, cfg: RLConfig, step: int
+) -> tuple[dict[str, float], list[int]]:
+    """Take a batch → build it → optimizer step(s) → weight push; returns the step's metrics and
+    the prompts it trained on, in the order taken.
 
     The producer keeps generating throughout (up to algo.async_steps batches ahead), so the time
     spent waiting for the batch is the learner's idle time.
@@ -100,7 +130,7 @@ def train_one_step(cluster, producer, cfg: RLConfig, step: int) -> dict[str, flo
     producer.step_done(step)
     trained_tokens = sum(len(c.token_ids) for g in taken.groups for c in g.group.completions)
     step_s = t_synced - t_start
-    return {
+    metrics = {
         # `reward` is the producer's, over all it sampled; the trained batch's is `batch/reward`.
         **{f"batch/{k}" if k.startswith("reward") else k: v for k, v in batch.stats.items()},
         **taken.stats,
@@ -115,3 +145,4 @@ def train_one_step(cluster, producer, cfg: RLConfig, step: int) -> dict[str, flo
         "learner_idle_fraction": (t_taken - t_start) / step_s,
         "tokens_per_s": trained_tokens / step_s,
     }
+    return metrics, [g.group.prompt_index for g in taken.groups]

@@ -93,6 +93,9 @@ class RolloutProducer:
         self._trained_steps = 0
         self._live = 0  # issued groups that still count against the budget
         self._retry: deque[int] = deque()  # prompts whose request an abort cut off
+        # Prompts issued and neither trained nor dropped yet, in issue order: what a checkpoint
+        # must hand to the resumed run so that no prompt is lost or trained twice.
+        self._outstanding: list[int] = []
         self._ready: list[ScoredGroup] = []
         self._load = [0] * num_engines  # requests in flight per engine
         self._draws = 0
@@ -104,6 +107,28 @@ class RolloutProducer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def snapshot(self) -> dict:
+        """The producer's data position for a checkpoint taken between steps: the sampler, the
+        prompts in flight (issued, not yet trained) and the counters that seed requests."""
+        with self._cond:
+            return {
+                "sampler": self.sampler.state(),
+                "in_flight": list(self._outstanding),
+                "draws": self._draws,
+                "live": self._live,
+                "trained_steps": self._trained_steps,
+            }
+
+    def restore(self, snapshot: Mapping) -> None:
+        """Before `start`: continue from `snapshot`; its in-flight prompts are issued first, in
+        their original order, then the sampler continues where it was."""
+        with self._cond:
+            self.sampler.restore(snapshot["sampler"])
+            self._retry = deque(snapshot["in_flight"])
+            self._outstanding = list(snapshot["in_flight"])
+            self._draws, self._live = snapshot["draws"], snapshot["live"]
+            self._trained_steps = snapshot["trained_steps"]
 
     def take(self, learner_version: int) -> TakenBatch:
         """Blocks until a full batch is ready: `prompts_per_step` groups (all non-degenerate with
@@ -119,6 +144,7 @@ class RolloutProducer:
                 # The stalest first: it is the one that would fall out of the window next.
                 group = min(self._ready, key=_oldest_version)
                 self._ready.remove(group)
+                self._outstanding.remove(group.group.prompt_index)
                 if learner_version - _oldest_version(group) > self.settings.max_lag:
                     self._counts["dropped_stale"] += 1
                     self._live -= 1
@@ -205,6 +231,7 @@ class RolloutProducer:
             else:
                 prompt = self.sampler.take(1)[0]
                 self._live += 1
+                self._outstanding.append(prompt)
             self._draws += 1
             engine = min(range(len(self._load)), key=self._load.__getitem__)
             self._load[engine] += 1
@@ -235,6 +262,7 @@ class RolloutProducer:
             if self.settings.active_sampling and is_degenerate(scored, self.algo):
                 self._counts["resampled"] += 1
                 self._live -= 1  # frees its place in the budget: a replacement goes out
+                self._outstanding.remove(group.prompt_index)
                 if self._counts["resampled"] > RESAMPLE_LIMIT * self.settings.prompts_per_step:
                     raise RuntimeError(
                         f"active sampling replaced {self._counts['resampled']} zero-variance "

@@ -27,6 +27,15 @@ class PromptSampler:
         """Leaves prompt `index` out from the next epoch on (it is solved)."""
         self.excluded.add(index)
 
+    def state(self) -> dict:
+        """Where the sampler is, for a checkpoint: `restore(state())` continues identically."""
+        return {"epoch": self.epoch, "position": self.position, "excluded": sorted(self.excluded)}
+
+    def restore(self, state: dict) -> None:
+        self.excluded = set(state["excluded"])
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._permutation()
+
     def _permutation(self) -> list[int]:
         order = [i for i in range(self.num_prompts) if i not in self.excluded]
         if not order:

@@ -5,6 +5,7 @@ alone, to write the word its prompt names.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
 
 
-def run_recipe(recipe: str, model_dir: Path, out: Path, *overrides: str):
+def run_recipe(recipe: str, model_dir: Path, out: Path, *overrides: str, resume: bool = False):
     cfg = load_config(
         RLConfig,
         REPO / "recipes" / "tiny" / recipe,
@@ -29,7 +30,7 @@ def run_recipe(recipe: str, model_dir: Path, out: Path, *overrides: str):
     )
     data = [str(REPO / p) for p in cfg.data.train]
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": data})})
-    return run_rl(cfg, out / "run")
+    return run_rl(cfg, out / "run", resume)
 
 
 def records(result) -> list[dict]:
@@ -150,3 +151,45 @@ def test_mixed_run_logs_reward_per_verifier(ray_cluster, tiny_model_dir, tmp_pat
     # Two optimizer steps per rollout batch: the policy version advances by two each step.
     assert [r["policy_version"] for r in logged] == [2, 4, 6, 8]
     assert list((result.run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
+    ray_cluster, tiny_model_dir, tmp_path
+):
+    # Synchronous, without resampling: which prompts a step trains on is then fixed by the seed,
+    # so an uninterrupted run is the reference for the resumed one.
+    settings = [
+        "run.steps=6",
+        "run.checkpoint_every=3",
+        "algo.async_steps=0",
+        "algo.prompts_per_step=8",
+        "algo.group_size=4",
+    ]
+    whole = run_recipe("rl_target_token.yaml", tiny_model_dir, tmp_path / "whole", *settings)
+    # The same run, dead after step 4: step 3's checkpoint is the newest, step 4 was trained
+    # but never saved, and a half-written checkpoint lies beside it.
+    killed = tmp_path / "killed" / "run"
+    shutil.copytree(whole.run_dir, killed)
+    shutil.rmtree(killed / "checkpoints" / "step_000006")
+    (killed / "checkpoints" / ".tmp-step_000006-x").mkdir()
+    for name in ("metrics.jsonl", "data_log.jsonl"):
+        lines = (killed / name).read_text().splitlines()
+        (killed / name).write_text("\n".join(lines[:4]) + "\n")
+    resumed = run_recipe(
+        "rl_target_token.yaml", tiny_model_dir, tmp_path / "killed", *settings, resume=True
+    )
+    assert resumed.resumed_from == 3
+
+    def steps(run_dir: Path) -> dict[int, list[int]]:
+        log = [json.loads(line) for line in (run_dir / "data_log.jsonl").read_text().splitlines()]
+        return {r["step"]: r["prompts"] for r in log}
+
+    reference, again = steps(whole.run_dir), steps(killed)
+    # Steps 1-3 are the dead run's own lines, step 4 appears twice (trained before the crash and
+    # again after it, as it was never checkpointed), and 4-6 match the uninterrupted run.
+    resumed_steps = {step: again[step] for step in (4, 5, 6)}
+    print({step: sorted(p) for step, p in resumed_steps.items()})
+    for step in (4, 5, 6):
+        assert sorted(resumed_steps[step]) == sorted(reference[step]), step
+    every = [p for step in sorted(reference) for p in sorted(reference[step])]
+    assert len(every) == 6 * 8
