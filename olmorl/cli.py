@@ -18,6 +18,7 @@ from olmorl.config import (
     write_resolved_config,
 )
 from olmorl.config.describe import config_options
+from olmorl.run_errors import RunFailed
 
 app = typer.Typer(
     name="olmorl",
@@ -59,6 +60,12 @@ def _load(config_class, config: Path, overrides: list[str] | None):
 def _fail(message: str) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code=2)
+
+
+def _stopped(error: Exception) -> typer.Exit:
+    """A run that started and then failed: its message, exit status 1."""
+    typer.echo(f"run stopped: {error}", err=True)
+    return typer.Exit(code=1)
 
 
 _RESUME_HELP = (
@@ -105,6 +112,8 @@ def rl(
         result = run_rl(cfg, run_dir, resume)
     except DataError as e:
         raise _fail(str(e)) from None
+    except RunFailed as e:
+        raise _stopped(e) from None
     if result.resumed_from:
         typer.echo(f"resumed after step {result.resumed_from}")
     typer.echo(f"run directory: {result.run_dir}")
@@ -125,6 +134,8 @@ def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: b
         result = run(cfg, run_dir, resume)
     except DataError as e:
         raise _fail(str(e)) from None
+    except RunFailed as e:
+        raise _stopped(e) from None
     if result.resumed_from:
         typer.echo(f"resumed after step {result.resumed_from}")
     typer.echo(f"run directory: {result.run_dir}")

@@ -3,7 +3,8 @@
 Each verifier gets its own concurrency limit, per-call timeout and retries, so a slow one (an LLM
 judge, a sandbox run) holds only its own slots while the others go on. A call that times out or
 raises after its retries scores 0 with the reason `timeout` or `error:<Type>` and is counted;
-it never raises into the caller. Results are cached by (verifier, response, label, prompt), since
+only `max_consecutive_failures` failures in a row raise (VerifierDown), to stop a run whose judge
+is gone rather than train it on zeros for days. Results are cached by (verifier, response, label, prompt), since
 groups repeat responses and epochs repeat prompts; transient failures are not cached.
 
 Pure asyncio, no Ray: the RL loop runs one `RewardService` per reward actor, `olmorl verify` one
@@ -31,10 +32,29 @@ class CallLimits:
     """Limit on one call, waiting for a slot not included; past it the call scores 0."""
     retries: int = 0
     """Further attempts after a call raises (not after a timeout: a slow verifier stays slow)."""
+    max_consecutive_failures: int | None = None
+    """Failed calls in a row (timeouts, errors, transient results) after which the service
+    raises VerifierDown instead of scoring 0 again; None: never."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.timeout_s <= 0 or self.retries < 0:
             raise ValueError(f"invalid verifier limits: {self}")
+        if self.max_consecutive_failures is not None and self.max_consecutive_failures < 1:
+            raise ValueError(f"invalid verifier limits: {self}")
+
+
+class VerifierDown(RuntimeError):
+    """A verifier failed `max_consecutive_failures` calls in a row: the run should stop."""
+
+    def __init__(self, name: str, failures: int, last_error: str | None):
+        super().__init__(
+            f"verifier {name!r} failed {failures} calls in a row (last: {last_error}); "
+            f"stopping, as verifiers.limits.{name}.max_consecutive_failures says"
+        )
+        self.name, self.failures, self.last_error = name, failures, last_error
+
+    def __reduce__(self):  # so that it crosses process boundaries (Ray) intact
+        return type(self), (self.name, self.failures, self.last_error)
 
 
 @dataclass
@@ -110,6 +130,8 @@ class RewardService:
         self._cache: OrderedDict[bytes, VerifierResult] = OrderedDict()
         self._cache_size = cache_size
         self._stats = {name: VerifierStats() for name in self.verifiers}
+        self._failing = {name: 0 for name in self.verifiers}  # failed calls in a row
+        self._last_error: dict[str, str | None] = {name: None for name in self.verifiers}
 
     async def score(self, row: Mapping[str, Any], response: str) -> RowScore:
         """The row's reward for `response`: its verifiers run concurrently, each under its limits."""
@@ -143,11 +165,23 @@ class RewardService:
         started = time.perf_counter()
         result = await self._call_with_retries(name, response, label, row, stats)
         stats.latency_s.append(time.perf_counter() - started)
+        self._count_failure(name, result, stats)
         if not result.transient:
             self._cache[key] = result
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return result
+
+    def _count_failure(self, name: str, result: VerifierResult, stats: VerifierStats) -> None:
+        """Degrade, then stop: a failure scores 0 until too many come in a row."""
+        if not result.transient:
+            self._failing[name] = 0
+            return
+        self._failing[name] += 1
+        self._last_error[name] = stats.last_error or result.reason
+        limit = self.limits[name].max_consecutive_failures
+        if limit is not None and self._failing[name] >= limit:
+            raise VerifierDown(name, self._failing[name], self._last_error[name])
 
     async def _call_with_retries(
         self, name: str, response: str, label: Any, row: Mapping[str, Any], stats: VerifierStats

@@ -125,6 +125,10 @@ class RunConfig(StrictConfig):
     only the final one."""
     keep_checkpoints: int = Field(default=0, ge=0)
     """Checkpoints kept in the run directory (oldest deleted first); 0 keeps all."""
+    stage_timeout_s: float = Field(default=3600.0, gt=0)
+    """Longest a stage may go without progress (a training step, weight push or checkpoint on
+    the learners; a finished group from the engines); past it the run stops, naming the stuck
+    actors and, for learners, their stacks."""
     wandb: WandbConfig = WandbConfig()
     """Weights & Biases logging."""
 

@@ -84,6 +84,9 @@ class VerifierLimitsConfig(StrictConfig):
     """Limit on one call; past it the response scores 0 with reason `timeout`."""
     retries: int = Field(default=0, ge=0)
     """Further attempts after a call raises; after them it scores 0 with reason `error:<Type>`."""
+    max_consecutive_failures: int | None = Field(default=256, ge=1)
+    """Failed calls in a row (timeouts, errors, an unreachable judge) that stop the run with a
+    message; fewer only score 0 and are counted. null: never stop."""
 
 
 class JudgeServerConfig(StrictConfig):

@@ -28,6 +28,7 @@ from olmorl.algo.nll import masked_nll_loss
 from olmorl.algo.schedule import scheduled_lr
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, PreferenceLossConfig
 from olmorl.cpu import pin_to_cores
+from olmorl.faults import inject
 from olmorl.learner.backend import DTYPES, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
@@ -96,6 +97,7 @@ class LearnerWorker:
     def _optimizer_step(self) -> float:
         """Applies the accumulated gradients at the scheduled rate; returns the grad norm as a
         share (summing it over ranks reports it once)."""
+        inject("learner.step", rank=self.rank, step=self.version + 1)
         lr = scheduled_lr(self.learner_cfg, self.version, self.total_steps)
         grad_norm = self.policy.step(lr)
         self.version += 1
@@ -287,6 +289,29 @@ class LearnerWorker:
         self.policy.load_state(directory)
         self.version = json.loads((directory / _COUNTERS_NAME).read_text())["version"]
         return self.version
+
+    def stacks(self) -> str:
+        """The Python stacks of this process's threads that are inside olmorl code (the verb
+        being run; every thread if none is), for the watchdog's message."""
+        import sys
+        import threading
+        import traceback
+
+        names = {t.ident: t.name for t in threading.enumerate()}
+        stacks = {
+            names.get(ident, str(ident)): traceback.extract_stack(frame)
+            for ident, frame in sys._current_frames().items()
+            if ident != threading.get_ident()
+        }
+        ours = {
+            name: stack
+            for name, stack in stacks.items()
+            if any("/olmorl/" in f.filename for f in stack)
+        }
+        return "\n".join(
+            f"thread {name}:\n" + "".join(traceback.format_list(stack))
+            for name, stack in (ours or stacks).items()
+        )
 
     def shutdown(self) -> None:
         if dist.is_initialized():

@@ -2,12 +2,15 @@
 
 Rollout engines (vLLM), learner ranks (one torch.distributed group) and reward workers, started
 on the current Ray cluster; `producer()` keeps the engines and reward workers busy (producer.py).
+An engine that dies is replaced in the background and rejoins once it holds the current weights.
 """
 
+import threading
 from collections.abc import Sequence
 
 import ray
 import torch
+from ray.exceptions import RayActorError
 
 from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
@@ -25,14 +28,11 @@ from olmorl.train.learners import LearnerGroup
 class RLCluster:
     def __init__(self, cfg: RLConfig, verifier_names: Sequence[str]):
         self.cfg = cfg
-        gpu = 1 if torch.cuda.is_available() else 0
-        max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
-        self.rollout_actors = [
-            ray.remote(RolloutEngine)
-            .options(num_cpus=1, num_gpus=gpu * cfg.rollout.tensor_parallel_size)
-            .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
-            for index in range(cfg.rollout.num_actors)
-        ]
+        self.rollout_actors = [self._new_engine(i) for i in range(cfg.rollout.num_actors)]
+        # Engines that died, and their replacements once started (not yet given the weights).
+        self._lost: set[int] = set()
+        self._replacements: dict[int, ray.actor.ActorHandle] = {}
+        self._replacing = threading.Lock()
         self.learners = LearnerGroup(
             cfg.model,
             cfg.learner,
@@ -40,6 +40,7 @@ class RLCluster:
             cfg.run.steps * cfg.algo.num_mini_batches,
             cfg.algo,
             cfg.rollout.temperature,
+            cfg.run.stage_timeout_s,
         )
         judge_url = self._start_judge_server(cfg.verifiers.judge_server)
         ray.get(self.learners.start() + [a.start.remote() for a in self.rollout_actors])
@@ -51,6 +52,47 @@ class RLCluster:
             for _ in range(verifiers.num_workers)
         ]
         self.version = 0
+
+    def _new_engine(self, index: int) -> ray.actor.ActorHandle:
+        cfg = self.cfg
+        gpu = 1 if torch.cuda.is_available() else 0
+        max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
+        return (
+            ray.remote(RolloutEngine)
+            .options(num_cpus=1, num_gpus=gpu * cfg.rollout.tensor_parallel_size)
+            .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
+        )
+
+    def replace_engine(self, index: int) -> None:
+        """Engine `index` died: starts a replacement in the background. It serves nothing until
+        `install_replacements` has given it the current weights."""
+
+        def start() -> None:
+            ray.kill(self.rollout_actors[index])  # a crashed actor may be only half dead
+            engine = self._new_engine(index)
+            ray.get(engine.start.remote())
+            with self._replacing:
+                self._replacements[index] = engine
+
+        with self._replacing:
+            self._lost.add(index)
+        threading.Thread(target=start, name=f"replace-engine-{index}", daemon=True).start()
+
+    def install_replacements(self) -> list[int]:
+        """Gives every started replacement the current weights (the learners must be idle);
+        returns the engine indices now serving again."""
+        with self._replacing:
+            ready, self._replacements = self._replacements, {}
+        for index, engine in ready.items():
+            self.rollout_actors[index] = engine
+            self._push([engine], self.cfg.rollout.weight_update)
+            with self._replacing:
+                self._lost.discard(index)
+        return list(ready)
+
+    def _live_engines(self) -> list[ray.actor.ActorHandle]:
+        with self._replacing:
+            return [a for i, a in enumerate(self.rollout_actors) if i not in self._lost]
 
     def _start_judge_server(self, server: JudgeServerConfig | None) -> ray.ObjectRef | None:
         """Starts the configured judge's vLLM server; returns the ref of its url (it starts while
@@ -74,12 +116,15 @@ class RLCluster:
     def push_weights(self, mode: str | None = None) -> int:
         """Full weights from the learners to every engine; returns the policy version now served.
         `mode` (inflight, drain, abort) replaces rollout.weight_update."""
-        sink = RayWeightSink(self.rollout_actors, mode or self.cfg.rollout.weight_update)
+        self.version = self._push(self._live_engines(), mode or self.cfg.rollout.weight_update)
+        return self.version
+
+    def _push(self, engines: list, mode: str) -> int:
+        sink = RayWeightSink(engines, mode)
         versions = self.learners.each(
             "push_weights", [(sink if rank == 0 else None,) for rank in range(self.world_size)]
         )
-        self.version = versions[0]
-        return self.version
+        return versions[0]
 
     def producer(
         self,
@@ -116,12 +161,14 @@ class RLCluster:
             generate,
             score,
             algo,
+            engine_lost=lambda error: isinstance(error, RayActorError),
+            on_engine_lost=self.replace_engine,
         )
 
     def engine_stats(self) -> dict[str, float]:
         """Each engine's tokens/s, and the engines' mean busy, occupancy and paused fractions,
         since the last call."""
-        per_engine = ray.get([a.take_activity.remote() for a in self.rollout_actors])
+        per_engine = ray.get([a.take_activity.remote() for a in self._live_engines()])
         metrics = {}
         for index, a in enumerate(per_engine):
             metrics[f"engine/{index}/tokens_per_s"] = a["tokens"] / max(a["wall_s"], 1e-9)
@@ -154,16 +201,30 @@ class RLCluster:
         return self.learners.world_size
 
     def shutdown(self) -> None:
-        ray.get(
+        # After a failure some actors may be dead or stuck: each gets a bounded wait to stop its
+        # engine processes cleanly, then every actor is killed.
+        _wait_quietly(
             [a.shutdown.remote() for a in self.rollout_actors]
             + [w.shutdown.remote() for w in self.reward_workers]
         )
         self.learners.shutdown()
         if self.judge_server is not None:
-            ray.get(self.judge_server.shutdown.remote())
+            _wait_quietly([self.judge_server.shutdown.remote()])
             ray.kill(self.judge_server)
-        for actor in self.rollout_actors + self.reward_workers:
+        with self._replacing:
+            replacements = list(self._replacements.values())
+        for actor in self.rollout_actors + self.reward_workers + replacements:
             ray.kill(actor)
+
+
+def _wait_quietly(refs: list[ray.ObjectRef], timeout_s: float = 60.0) -> None:
+    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=timeout_s)
+        except (GetTimeoutError, RayActorError, RayTaskError):
+            pass
 
 
 def _with_judge_url(verifiers: VerifiersConfig, url: str) -> VerifiersConfig:

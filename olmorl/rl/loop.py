@@ -30,9 +30,13 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from olmorl.metrics_log import MetricsLog, plot_metrics
     from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
+    from olmorl.rl.producer import RolloutStalled
     from olmorl.rl.prompts import PromptSampler
+    from olmorl.run_errors import stopped
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
+    from olmorl.train.learners import LearnerFailed, LearnerStalled
     from verifiers import available_verifiers
+    from verifiers.service import VerifierDown
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows, prompts = [], []
@@ -89,6 +93,8 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
                         run_dir, step, state, cluster.learners.save, cfg.run.keep_checkpoints
                     )
                 )
+    except (LearnerFailed, LearnerStalled, VerifierDown, RolloutStalled) as e:
+        raise stopped(e, run_dir) from None
     finally:
         log.close()
         data_log.close()
@@ -117,8 +123,13 @@ def train_one_step(
     """
     from olmorl.rl.batch import build_step_batch
 
+    def restore_engines() -> None:  # the learners are idle while the batch fills
+        for engine in cluster.install_replacements():
+            producer.engine_restored(engine)
+
     t_start = time.perf_counter()
-    taken = producer.take(learner_version=cluster.version)
+    restore_engines()
+    taken = producer.take(cluster.version, cfg.run.stage_timeout_s, restore_engines)
     t_taken = time.perf_counter()
     batch = build_step_batch(
         taken.groups, cfg.algo, cfg.learner.num_workers, cfg.learner.micro_batch_tokens

@@ -11,6 +11,10 @@ at once, so every batch holds exactly `prompts_per_step` groups that carry a gra
 time, a group whose oldest token is more than `max_lag` policy versions behind the learner is
 dropped and replaced likewise. A request cut off by an `abort` weight update is sent again.
 
+An engine that dies (`engine_lost` says which errors mean that) is taken out of the rotation,
+its requests are sent again to the others, and `on_engine_lost` is told so that a replacement
+can be started; `engine_restored` puts the replacement in once it holds the current weights.
+
 The engines and the reward workers are reached through functions returning
 `concurrent.futures.Future`s (Ray's `ObjectRef.future()`), so the policy here is tested without
 Ray.
@@ -18,6 +22,7 @@ Ray.
 
 import random
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -27,6 +32,7 @@ from olmorl.config import AlgorithmConfig
 from olmorl.rl.batch import is_degenerate, reward_stats
 from olmorl.rl.prompts import PromptSampler
 from olmorl.rl.types import Completion, Prompt, PromptGroup, ScoredGroup
+from verifiers.service import VerifierDown
 
 # Zero-variance groups resampled in one step, per group in the batch, before giving up.
 RESAMPLE_LIMIT = 50
@@ -86,9 +92,13 @@ class RolloutProducer:
         generate: GenerateFn,
         score: ScoreFn,
         algo: AlgorithmConfig,
+        engine_lost: Callable[[BaseException], bool] = lambda error: False,
+        on_engine_lost: Callable[[int], None] = lambda engine: None,
     ):
         self.settings, self.prompts, self.sampler = settings, prompts, sampler
         self.generate, self.score, self.algo = generate, score, algo
+        self._engine_lost, self._on_engine_lost = engine_lost, on_engine_lost
+        self._up = [True] * num_engines  # engines that take requests
         self._cond = threading.Condition()
         self._trained_steps = 0
         self._live = 0  # issued groups that still count against the budget
@@ -130,14 +140,26 @@ class RolloutProducer:
             self._draws, self._live = snapshot["draws"], snapshot["live"]
             self._trained_steps = snapshot["trained_steps"]
 
-    def take(self, learner_version: int) -> TakenBatch:
+    def take(
+        self,
+        learner_version: int,
+        timeout_s: float | None = None,
+        while_waiting: Callable[[], None] = lambda: None,
+    ) -> TakenBatch:
         """Blocks until a full batch is ready: `prompts_per_step` groups (all non-degenerate with
-        active sampling), none of whose tokens is more than `max_lag` versions behind."""
+        active sampling), none of whose tokens is more than `max_lag` versions behind.
+
+        `while_waiting` runs about once a second while it blocks (the learners are idle then:
+        the loop installs replacement engines). Raises RolloutStalled when no group arrives for
+        `timeout_s`."""
         taken: list[ScoredGroup] = []
         with self._cond:
             while len(taken) < self.settings.prompts_per_step:
-                self._cond.wait_for(lambda: self._ready or self._error or self._stop)
+                self._wait_for_a_group(timeout_s, while_waiting)
                 if self._error is not None:
+                    down = _verifier_down(self._error)
+                    if down is not None:
+                        raise VerifierDown(down.name, down.failures, down.last_error) from None
                     raise RuntimeError("the rollout producer failed") from self._error
                 if self._stop:
                     raise RuntimeError("the rollout producer was stopped")
@@ -166,10 +188,31 @@ class RolloutProducer:
             "groups_resampled": float(counts["resampled"]),
             "groups_dropped_stale": float(counts["dropped_stale"]),
             "requests_aborted": float(counts["aborted"]),
+            "engine_failures": float(counts["engine_failures"]),
             "prompts_excluded": float(counts["excluded"]),
             **{f"staleness/{lag}": n / sum(lags.values()) for lag, n in sorted(lags.items())},
         }
         return TakenBatch(taken, stats)
+
+    def _wait_for_a_group(self, timeout_s: float | None, while_waiting: Callable[[], None]):
+        """Holds the lock; returns once a group is ready, the producer failed or was stopped."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not (self._ready or self._error or self._stop):
+            while_waiting()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise RolloutStalled(
+                    f"no rollout group arrived for {timeout_s:g} s (run.stage_timeout_s); "
+                    f"requests in flight per engine: {self._load}, engines up: {self._up}, "
+                    f"groups being scored or queued: {len(self._outstanding) - sum(self._load)}"
+                )
+            self._cond.wait(1.0 if remaining is None else min(1.0, remaining))
+
+    def engine_restored(self, engine: int) -> None:
+        """Engine `engine` (a replacement) holds the current weights: it takes requests again."""
+        with self._cond:
+            self._up[engine] = True
+            self._cond.notify_all()
 
     def step_done(self, trained_steps: int) -> None:
         """The learner finished (and pushed) `trained_steps` steps: the budget moves on."""
@@ -208,6 +251,10 @@ class RolloutProducer:
                 for future in done:
                     if future in generating:
                         prompt, engine = generating.pop(future)
+                        error = future.exception()
+                        if error is not None and self._engine_lost(error):
+                            self._lost(prompt, engine)
+                            continue
                         group = self._generated(prompt, engine, future.result())
                         if group is not None:
                             texts = [c.token_ids for c in group.completions]
@@ -225,7 +272,8 @@ class RolloutProducer:
             self.settings.prompts_per_step
         )
         issued = []
-        while self._retry or self._live < budget:
+        engines = [e for e, up in enumerate(self._up) if up]
+        while engines and (self._retry or self._live < budget):
             if self._retry:
                 prompt = self._retry.popleft()
             else:
@@ -233,11 +281,24 @@ class RolloutProducer:
                 self._live += 1
                 self._outstanding.append(prompt)
             self._draws += 1
-            engine = min(range(len(self._load)), key=self._load.__getitem__)
+            engine = min(engines, key=self._load.__getitem__)
             self._load[engine] += 1
             seed = random.Random(f"{self.settings.seed}/{self._draws}").getrandbits(31)
             issued.append((prompt, engine, seed))
         return issued
+
+    def _lost(self, prompt: int, engine: int) -> None:
+        """A request whose engine died: the prompt goes again, elsewhere."""
+        with self._cond:
+            self._load[engine] -= 1
+            self._retry.append(prompt)
+            first = self._up[engine]
+            self._up[engine] = False
+            if first:
+                self._counts["engine_failures"] += 1
+            self._cond.notify_all()
+        if first:
+            self._on_engine_lost(engine)
 
     def _generated(
         self, prompt: int, engine: int, completions: list[Completion]
@@ -273,6 +334,16 @@ class RolloutProducer:
             else:
                 self._ready.append(scored)
             self._cond.notify_all()
+
+
+class RolloutStalled(RuntimeError):
+    """The engines and reward workers delivered no group within the stage limit."""
+
+
+def _verifier_down(error: BaseException) -> VerifierDown | None:
+    """The VerifierDown behind `error`, which Ray delivers wrapped in a RayTaskError."""
+    cause = getattr(error, "cause", error)
+    return cause if isinstance(cause, VerifierDown) else None
 
 
 def _oldest_version(group: ScoredGroup) -> int:

@@ -83,15 +83,13 @@ def pack_pairs(pairs: Sequence[PairTokens], pair_ids: Sequence[int], max_tokens:
     return rows
 
 
-def documents_logps(learners, rows: list[PackedRow], num_documents: int) -> torch.Tensor:
+def documents_logps(
+    learners, rows: list[PackedRow], num_documents: int, label: str | None = None
+) -> torch.Tensor:
     """Summed loss-token log-probs of every document under the learners' weights. # [D]"""
     out = torch.zeros(num_documents, dtype=torch.float64)
-    per_rank = learners.each(
-        "document_logps", [(mb.rows,) for mb in shard_rows(rows, learners.world_size)]
-    )
-    for part in per_rank:
-        for index, total, _ in part:
-            out[index] = total
+    for index, total, _ in learners.document_logps(rows, label):
+        out[index] = total
     return out
 
 
@@ -142,7 +140,9 @@ class DPOTrainer:
             logps = reference_cache.load_cached(cache_dir, key)
             if logps is None or logps.numel() != 2 * len(pairs):
                 rows = pack_pairs(pairs, range(len(pairs)), self.cfg.learner.micro_batch_tokens)
-                logps = documents_logps(learners, rows, 2 * len(pairs))
+                logps = documents_logps(
+                    learners, rows, 2 * len(pairs), f"reference log-probs ({name})"
+                )
                 reference_cache.store(cache_dir, key, logps)
                 metrics["reference/forward_rows"] += len(rows)
             else:

@@ -1,19 +1,28 @@
 """The learner ranks of one job as a group: started on Ray, called together, saved together.
 
 Every verb of `LearnerWorker` that runs a forward pass is a collective, so the group always calls
-all ranks at once and waits for all of them.
+all ranks at once and waits for all of them, but never silently forever: a rank that fails is
+named with its error (LearnerFailed), and ranks that make no progress within the stage limit are
+named with their Python stacks (LearnerStalled).
 """
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from olmorl.algo import PackedRow
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
+from olmorl.faults import forwarded_env
+from olmorl.learner.batch import shard_rows
 from olmorl.learner.worker import LearnerWorker
 from olmorl.train.checkpoints import TRAIN_STATE_DIR
+
+_ROWS_PER_CALL = 16
 
 
 class LearnerGroup:
@@ -25,15 +34,18 @@ class LearnerGroup:
         total_steps: int,
         algo: AlgorithmConfig | None = None,
         temperature: float = 1.0,
+        stage_timeout_s: float | None = None,
     ):
         gpu = 1 if torch.cuda.is_available() else 0
         world = learner.num_workers
+        # A second thread per actor serves `stacks` while the first may be stuck.
         self.actors = [
             ray.remote(LearnerWorker)
-            .options(num_cpus=1, num_gpus=gpu)
+            .options(num_cpus=1, num_gpus=gpu, max_concurrency=2, **forwarded_env())
             .remote(rank, world, model, learner, algo, temperature)
             for rank in range(world)
         ]
+        self.stage_timeout_s = stage_timeout_s
         self._setup = (model, learner, seed, total_steps)
 
     def start(self) -> list[ray.ObjectRef]:
@@ -48,16 +60,79 @@ class LearnerGroup:
 
     def each(self, verb: str, per_rank_args: Sequence[tuple]) -> list[Any]:
         """`verb(*per_rank_args[rank])` on every rank; the ranks' results in rank order."""
-        return ray.get(
-            [
-                getattr(actor, verb).remote(*args)
-                for actor, args in zip(self.actors, per_rank_args, strict=True)
-            ]
+        refs = [
+            getattr(actor, verb).remote(*args)
+            for actor, args in zip(self.actors, per_rank_args, strict=True)
+        ]
+        # One rank at a time: when a rank fails, its peers usually wait in a collective for it
+        # forever, so its error must be seen as soon as it arrives.
+        limit = self.stage_timeout_s
+        deadline = None if limit is None else time.monotonic() + limit
+        pending = list(refs)
+        while pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+            if not ready:
+                raise self._stalled(verb, refs)
+            try:
+                ray.get(ready)
+            except (RayActorError, RayTaskError):
+                raise self._failed(verb, refs) from None
+        return ray.get(refs)
+
+    def _failed(self, verb: str, refs: list[ray.ObjectRef]) -> "LearnerFailed":
+        # A moment for the other ranks' errors (a peer whose collective broke) to arrive too.
+        finished, _ = ray.wait(refs, num_returns=len(refs), timeout=2)
+        causes = {}
+        for rank, ref in enumerate(refs):
+            if ref not in finished:
+                continue  # waiting on a failed peer
+            try:
+                ray.get(ref)
+            except RayTaskError as e:
+                causes[rank] = f"{type(e.cause).__name__}: {e.cause}"
+            except RayActorError:
+                causes[rank] = "its process died"
+        listed = "; ".join(f"rank {rank}: {cause}" for rank, cause in causes.items())
+        return LearnerFailed(f"learner {verb} failed on {listed}", sorted(causes))
+
+    def _stalled(self, verb: str, refs: list[ray.ObjectRef]) -> "LearnerStalled":
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=0)
+        stuck = [rank for rank, ref in enumerate(refs) if ref in pending]
+        dumps = []
+        for rank in stuck:
+            try:
+                dumps.append(
+                    f"--- rank {rank} ---\n{ray.get(self.actors[rank].stacks.remote(), timeout=30)}"
+                )
+            except Exception as e:  # noqa: BLE001 -- the message matters more than the dump
+                dumps.append(f"--- rank {rank} ---\n(no stack: {type(e).__name__}: {e})")
+        ranks = ", ".join(map(str, stuck))
+        return LearnerStalled(
+            f"learner rank(s) {ranks} made no progress in {verb} for {self.stage_timeout_s:g} s "
+            f"(run.stage_timeout_s); their stacks:\n" + "\n".join(dumps),
+            stuck,
         )
 
     def all(self, verb: str, *args: Any) -> list[Any]:
         """`verb(*args)` on every rank."""
         return self.each(verb, [args] * self.world_size)
+
+    def document_logps(
+        self, rows: Sequence[PackedRow], label: str | None = None
+    ) -> list[tuple[int, float, int]]:
+        """`LearnerWorker.document_logps` over `rows` dealt to the ranks, a few rows per rank
+        per call, so each call stays well inside the stage limit however many rows there are;
+        `label` shows a progress bar."""
+        from tqdm import tqdm
+
+        per_rank = [mb.rows for mb in shard_rows(rows, self.world_size)]
+        out = []
+        starts = range(0, len(per_rank[0]), _ROWS_PER_CALL)
+        for start in tqdm(starts, desc=label, unit="call", disable=label is None):
+            chunk = [(part[start : start + _ROWS_PER_CALL],) for part in per_rank]
+            out += [doc for part in self.each("document_logps", chunk) for doc in part]
+        return out
 
     def save(self, directory: Path) -> None:
         """The Hugging Face model (rank 0) and every rank's training state into `directory`."""
@@ -69,9 +144,29 @@ class LearnerGroup:
         return self.all("load_train_state", directory / TRAIN_STATE_DIR)[0]
 
     def shutdown(self) -> None:
-        ray.get([a.shutdown.remote() for a in self.actors])
+        # Best effort: after a failure a rank may be dead or stuck; kill what does not answer.
+        try:
+            ray.get([a.shutdown.remote() for a in self.actors], timeout=10)
+        except (GetTimeoutError, RayActorError, RayTaskError):
+            pass
         for actor in self.actors:
             ray.kill(actor)
+
+
+class LearnerFailed(RuntimeError):
+    """A learner rank raised or died; `ranks` are the ones that reported an error."""
+
+    def __init__(self, message: str, ranks: list[int]):
+        super().__init__(message)
+        self.ranks = ranks
+
+
+class LearnerStalled(RuntimeError):
+    """Learner ranks made no progress within the stage limit; `ranks` are the stuck ones."""
+
+    def __init__(self, message: str, ranks: list[int]):
+        super().__init__(message)
+        self.ranks = ranks
 
 
 def sum_over_ranks(per_rank: Sequence[Mapping[str, float]]) -> dict[str, float]:

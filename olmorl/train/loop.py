@@ -69,8 +69,9 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
 
     from olmorl.metrics_log import MetricsLog, plot_metrics
     from olmorl.ray_init import init_ray
+    from olmorl.run_errors import stopped
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
-    from olmorl.train.learners import LearnerGroup
+    from olmorl.train.learners import LearnerFailed, LearnerGroup, LearnerStalled
 
     steps = trainer.num_steps()
     found = latest_checkpoint(run_dir) if resume else None
@@ -82,7 +83,9 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     learners = None
     checkpoints: list[Path] = []
     try:
-        learners = LearnerGroup(cfg.model, cfg.learner, cfg.run.seed, steps)
+        learners = LearnerGroup(
+            cfg.model, cfg.learner, cfg.run.seed, steps, stage_timeout_s=cfg.run.stage_timeout_s
+        )
         ray.get(learners.start())
         if found:
             learners.load(found[0])
@@ -119,6 +122,8 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
                         cfg.run.keep_checkpoints,
                     )
                 )
+    except (LearnerFailed, LearnerStalled) as e:
+        raise stopped(e, run_dir) from None
     finally:
         log.close()
         if learners is not None:

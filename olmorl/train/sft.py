@@ -75,11 +75,9 @@ class SFTTrainer:
         if not self.held_out:
             return {}
         rows = pack_sft_examples(self.held_out, self.cfg.learner.micro_batch_tokens)
-        per_rank = learners.each(
-            "document_logps", [(mb.rows,) for mb in shard_rows(rows, learners.world_size)]
-        )
-        logps = sum(total for part in per_rank for _, total, _ in part)
-        tokens = sum(count for part in per_rank for _, _, count in part)
+        documents = learners.document_logps(rows)
+        logps = sum(total for _, total, _ in documents)
+        tokens = sum(count for _, _, count in documents)
         return {"eval/loss": -logps / tokens, "eval/tokens": float(tokens)}
 
 

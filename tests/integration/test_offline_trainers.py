@@ -168,3 +168,65 @@ def test_fsdp2_and_deepspeed_give_the_same_sft_loss_curve(ray_cluster, tiny_mode
     )
     assert fsdp2[-1] < 0.6 * fsdp2[0]
     assert worst < 1e-3
+
+
+def test_a_failing_learner_stops_the_run_naming_it_and_resume_continues(
+    ray_cluster, tiny_model_dir, tmp_path, monkeypatch
+):
+    from olmorl.faults import FAULTS_ENV
+    from olmorl.run_errors import RunFailed
+
+    cfg = tiny_recipe(
+        SFTConfig,
+        "sft_copy.yaml",
+        f"model.path={tiny_model_dir}",
+        f"run.output_dir={tmp_path}",
+        "run.steps=6",
+        "run.checkpoint_every=2",
+        "train.eval_every=0",
+    )
+    monkeypatch.setenv(FAULTS_ENV, "learner.step:rank=1:step=3=raise")
+    with pytest.raises(RunFailed) as failure:
+        run_sft(cfg, tmp_path / "run")
+    message = str(failure.value)
+    print(message)
+    assert "learner sft_step failed on rank 1: RuntimeError: injected fault" in message
+    assert failure.value.last_checkpoint == tmp_path / "run" / "checkpoints" / "step_000002"
+    assert "rerun with --resume" in message
+
+    monkeypatch.delenv(FAULTS_ENV)
+    resumed = run_sft(cfg, tmp_path / "run", resume=True)
+    assert resumed.resumed_from == 2
+    assert max(records(resumed.metrics)) == 6
+
+
+def test_a_stuck_learner_trips_the_watchdog_with_its_stack(
+    ray_cluster, tiny_model_dir, tmp_path, monkeypatch
+):
+    import time
+
+    from olmorl.faults import FAULTS_ENV
+    from olmorl.run_errors import RunFailed
+
+    limit = 20
+    cfg = tiny_recipe(
+        SFTConfig,
+        "sft_copy.yaml",
+        f"model.path={tiny_model_dir}",
+        f"run.output_dir={tmp_path}",
+        "run.steps=4",
+        "train.eval_every=0",
+        f"run.stage_timeout_s={limit}",
+    )
+    monkeypatch.setenv(FAULTS_ENV, "learner.step:rank=1:step=2=hang")
+    started = time.monotonic()
+    with pytest.raises(RunFailed) as failure:
+        run_sft(cfg, tmp_path / "run")
+    elapsed = time.monotonic() - started
+    message = str(failure.value)
+    print(message[:600], f"\n... stopped after {elapsed:.0f} s with a {limit} s limit")
+    assert f"made no progress in sft_step for {limit} s" in message
+    assert "--- rank 1 ---" in message and "in inject" in message
+    assert failure.value.last_checkpoint is None
+    # The limit, plus start-up and the step before the hang; never the hang's own length.
+    assert limit <= elapsed < limit + 60

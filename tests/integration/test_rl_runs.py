@@ -193,3 +193,69 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         assert sorted(resumed_steps[step]) == sorted(reference[step]), step
     every = [p for step in sorted(reference) for p in sorted(reference[step])]
     assert len(every) == 6 * 8
+
+
+def test_a_rollout_engine_killed_mid_run_is_replaced_and_no_prompt_is_lost(
+    ray_cluster, tiny_model_dir, tmp_path
+):
+    import os
+    import signal
+    import threading
+    import time
+    from collections import Counter
+
+    from olmorl.rl.prompts import PromptSampler
+
+    steps, per_step = 6, 8
+    run_dir = tmp_path / "run"
+    killed: list[int] = []
+
+    def kill_the_engine_after_step_2() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            log = run_dir / "metrics.jsonl"
+            if log.is_file() and len(log.read_text().splitlines()) >= 2:
+                # Ray titles actor processes `ray::<Class>...`; this run's engine is the only one
+                # (earlier tests' engines are gone by now).
+                engines = [
+                    int(proc.parent.name)
+                    for proc in Path("/proc").glob("[0-9]*/cmdline")
+                    if _read(proc).startswith(b"ray::RolloutEngine")
+                ]
+                assert len(engines) == 1, engines
+                os.kill(engines[0], signal.SIGKILL)  # a crash: no shutdown, no goodbye
+                killed.append(engines[0])
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_engine_after_step_2, daemon=True)
+    killer.start()
+    result = run_recipe(
+        "rl_target_token.yaml",
+        tiny_model_dir,
+        tmp_path,
+        f"run.steps={steps}",
+        "algo.async_steps=0",
+        f"algo.prompts_per_step={per_step}",
+        "algo.group_size=4",
+    )
+    killer.join()
+    assert killed, "the engine was never killed"
+    log = records(result)
+    assert sum(r["engine_failures"] for r in log) == 1
+    assert [r["step"] for r in log] == list(range(1, steps + 1))
+    trained = [
+        p
+        for line in (result.run_dir / "data_log.jsonl").read_text().splitlines()
+        for p in json.loads(line)["prompts"]
+    ]
+    rows = len((REPO / "recipes/tiny/data/target_token.jsonl").read_text().splitlines())
+    # Nothing lost, nothing trained twice: exactly the sampler's first steps x per_step prompts.
+    assert Counter(trained) == Counter(PromptSampler(rows, seed=0).take(steps * per_step))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process is gone
+        return b""

@@ -166,3 +166,30 @@ def test_transient_results_are_not_cached_and_the_prompt_is_part_of_the_key() ->
     assert v.calls == 3  # the transient result was retried; the verdict cached; q2 is new
     stats = service.take_stats()["v"]
     assert (stats.failures, stats.last_error) == (1, "judge_unreachable")
+
+
+def test_a_verifier_that_keeps_failing_degrades_then_stops_the_run() -> None:
+    from verifiers.service import VerifierDown
+
+    # Three failures, a success (resets the count), then failures until the limit.
+    judge = Scripted(failures=3)
+    service = RewardService({"judge": judge}, default_limits=CallLimits(max_consecutive_failures=4))
+
+    async def calls(n, response="a"):
+        return [await service.score(row("judge"), f"{response}{i}") for i in range(n)]
+
+    scores = asyncio.run(calls(3))
+    assert [s.score for s in scores] == [0.0, 0.0, 0.0]  # degraded: zeros, still running
+    assert asyncio.run(service.score(row("judge"), "a")).score == 1.0
+    judge.failures_left = 100
+    assert [s.score for s in asyncio.run(calls(3, "b"))] == [0.0] * 3
+    with pytest.raises(VerifierDown, match=r"'judge' failed 4 calls in a row \(last: RuntimeError"):
+        asyncio.run(service.score(row("judge"), "c"))
+    # It survives a process boundary (Ray pickles it) with its fields.
+    import pickle
+
+    try:
+        asyncio.run(service.score(row("judge"), "d"))
+    except VerifierDown as e:
+        again = pickle.loads(pickle.dumps(e))
+        assert (again.name, again.failures) == ("judge", 5) and str(again) == str(e)

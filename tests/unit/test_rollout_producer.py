@@ -247,3 +247,83 @@ def test_a_restored_producer_loses_and_repeats_no_prompt(async_steps) -> None:
         assert [sorted(p.group.prompt_index for p in b.groups) for b in before + after] == [
             sorted(p.group.prompt_index for p in b.groups) for b in reference
         ]
+
+
+def test_a_verifier_that_is_down_stops_the_take_with_its_message() -> None:
+    from verifiers.service import VerifierDown
+
+    cluster = FakeCluster(20)
+
+    def score(prompt, row, token_ids) -> Future:
+        future: Future = Future()
+        future.set_exception(VerifierDown("judge", 256, "ConnectError: refused"))
+        return future
+
+    cluster.score = score
+    producer = cluster.producer(prompts_per_step=4)
+    with pytest.raises(VerifierDown, match="'judge' failed 256 calls in a row"):
+        producer.take(learner_version=0, timeout_s=30)
+    producer.stop()
+
+
+def test_engines_that_deliver_nothing_stall_the_take_within_its_limit() -> None:
+    from olmorl.rl.producer import RolloutStalled
+
+    cluster = FakeCluster(20, delay=lambda p: 3.0)
+    producer = cluster.producer(prompts_per_step=4)
+    started = time.monotonic()
+    with pytest.raises(RolloutStalled, match=r"no rollout group arrived for 0.5 s"):
+        producer.take(learner_version=0, timeout_s=0.5)
+    assert time.monotonic() - started < 5
+    producer.stop()
+
+
+def test_requests_of_a_dead_engine_go_again_and_its_replacement_rejoins() -> None:
+    class EngineDied(Exception):
+        pass
+
+    cluster = FakeCluster(40, delay=lambda p: 0.02)
+    state = {"calls": 0, "replaced": False, "after": 0}
+    lost: list[int] = []
+    fake_generate = cluster.generate
+
+    def generate(prompt, engine, ids, n, seed) -> Future:
+        if engine == 0 and state["replaced"]:
+            state["after"] += 1
+        if engine == 0 and not state["replaced"]:
+            state["calls"] += 1
+            if state["calls"] > 4:  # engine 0 dies after four requests
+                future: Future = Future()
+                future.set_exception(EngineDied())
+                return future
+        return fake_generate(prompt, engine, ids, n, seed)
+
+    def on_engine_lost(engine: int) -> None:
+        lost.append(engine)
+
+        def replace() -> None:
+            time.sleep(0.05)  # the replacement starts, then gets the weights
+            state["replaced"] = True
+            producer.engine_restored(engine)
+
+        threading.Thread(target=replace).start()
+
+    cfg = AlgorithmConfig(group_size=GROUP, prompts_per_step=6, async_steps=0)
+    producer = RolloutProducer(
+        ProducerSettings.from_algo(cfg, seed=0),
+        cluster.prompts,
+        PromptSampler(len(cluster.prompts), seed=0),
+        num_engines=2,
+        generate=generate,
+        score=cluster.score,
+        algo=cfg,
+        engine_lost=lambda error: isinstance(error, EngineDied),
+        on_engine_lost=on_engine_lost,
+    )
+    producer.start()
+    batches = train(cluster, producer, steps=5)
+    trained = [g.group.prompt_index for b in batches for g in b.groups]
+    # Nothing lost, nothing twice: exactly the sampler's first 30 prompts were trained.
+    assert Counter(trained) == Counter(PromptSampler(40, seed=0).take(30))
+    assert lost == [0] and sum(b.stats["engine_failures"] for b in batches) == 1
+    assert state["after"] > 0  # the replacement took requests again
