@@ -69,8 +69,7 @@ def bench_rl(
     import ray
     from transformers import AutoTokenizer
 
-    from olmorl.data.loading import load_rl_rows
-    from olmorl.data.prompts import render_prompts
+    from olmorl.data.prompts import load_prompts
     from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
     from olmorl.rl.types import Prompt
@@ -79,10 +78,7 @@ def bench_rl(
     if unknown:
         raise ValueError(f"unknown mode {unknown[0]!r}; modes: {', '.join(MODES)}")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    rows = load_rl_rows(cfg.data.train, split=cfg.data.split)
-    ids = render_prompts(
-        rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, "bench"
-    )
+    rows, ids, _ = load_prompts(cfg.data, tokenizer)
     # The coin's label makes each prompt's coin its own.
     prompts = [
         Prompt(p, {"messages": list(r.messages), "dataset": "coin", "ground_truth": str(i)})

@@ -14,15 +14,11 @@ from olmorl.config import RLConfig
 def bench_rollout(cfg: RLConfig, num_prompts: int) -> list[BenchResult]:
     from transformers import AutoTokenizer
 
-    from olmorl.data.loading import load_rl_rows
-    from olmorl.data.prompts import render_prompts
+    from olmorl.data.prompts import load_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    rows = load_rl_rows(cfg.data.train, split=cfg.data.split)
-    rows = [rows[i % len(rows)] for i in range(num_prompts)]
-    prompts = render_prompts(
-        rows, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, "bench"
-    )
+    _, ids, _ = load_prompts(cfg.data, tokenizer)
+    prompts = [ids[i % len(ids)] for i in range(num_prompts)]
     seeds = list(range(len(prompts)))
     return [_vllm_alone(cfg, prompts, seeds), _rollout_actors(cfg, prompts, seeds)]
 

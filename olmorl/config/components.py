@@ -79,7 +79,10 @@ class DataConfig(StrictConfig):
     split: str = "train"
     """Split to read from hub data sets."""
     max_prompt_tokens: int = Field(default=2048, ge=1)
-    """Prompts longer than this (after the chat template) are rejected."""
+    """Prompts longer than this (after the chat template) are bad rows."""
+    on_bad_row: Literal["stop", "skip"] = "stop"
+    """A malformed row (missing field, unknown verifier, empty messages, a prompt that is too
+    long) stops the run naming its file and row, or is skipped and counted per reason."""
     prompt_format: Literal["chat", "plain"] = "chat"
     """`chat` applies the tokenizer's chat template; `plain` joins message text (RL-Zero)."""
     shuffle: bool = True

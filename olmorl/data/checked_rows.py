@@ -6,12 +6,14 @@ counted under its reason, as `data.on_bad_row` says.
 """
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from olmorl.data.loading import DataError, read_rows
+from olmorl.data.rl_rows import RowError
 
 T = TypeVar("T")
 
@@ -23,21 +25,29 @@ class BadRow(Exception):
         super().__init__(message)
         self.reason = reason
 
+    @classmethod
+    def from_row_error(cls, error: RowError) -> "BadRow":
+        """Counted under the offending field with indices elided, e.g. `messages[].role`."""
+        return cls(str(error), re.sub(r"\[\d+\]", "[]", error.field))
+
 
 def load_checked_rows(
-    path: str | Path, check: Callable[[Any], T], on_bad_row: Literal["stop", "skip"]
+    path: str | Path,
+    check: Callable[[Any], T],
+    on_bad_row: Literal["stop", "skip"],
+    split: str = "train",
 ) -> tuple[list[T], Counter[str]]:
     """`check(row)` for every row of `path`, and the skipped rows counted per reason.
 
     `path` is a .jsonl or .json file (read here, one row per line or one JSON array), or
-    anything `read_rows` opens (.parquet, a hub name). A line that is not a JSON object is a bad
-    row with reason `bad_json`.
+    anything `read_rows` opens (.parquet, a hub name, whose `split` is read). A line that is not
+    a JSON object is a bad row with reason `bad_json`.
     """
     if on_bad_row not in ("stop", "skip"):
         raise ValueError(f"on_bad_row must be 'stop' or 'skip', got {on_bad_row!r}")
     items: list[T] = []
     skipped: Counter[str] = Counter()
-    for number, row in _numbered_rows(Path(path)):
+    for number, row in _numbered_rows(Path(path), split):
         try:
             if isinstance(row, _NotJson):
                 raise BadRow(row.message, "bad_json")
@@ -60,11 +70,11 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _numbered_rows(path: Path) -> Iterator[tuple[int, Any]]:
+def _numbered_rows(path: Path, split: str) -> Iterator[tuple[int, Any]]:
     """(1-based row number, parsed row or _NotJson) for each row."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json"):
-        yield from enumerate(read_rows(str(path)), start=1)
+        yield from enumerate(read_rows(str(path), split), start=1)
         return
     if not path.is_file():
         raise DataError(f"{path}: no such file")

@@ -1,10 +1,12 @@
 """Turning RL rows into prompt token ids: the chat template, or plain text for RL-Zero."""
 
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Literal
 
+from olmorl.config import DataConfig
+from olmorl.data.checked_rows import BadRow, load_checked_rows
 from olmorl.data.loading import DataError
-from olmorl.data.rl_rows import RLRow
+from olmorl.data.rl_rows import RLRow, RowError, validate_rl_row
 
 
 def render_prompt(row: RLRow, tokenizer, prompt_format: Literal["chat", "plain"]) -> list[int]:
@@ -18,21 +20,38 @@ def render_prompt(row: RLRow, tokenizer, prompt_format: Literal["chat", "plain"]
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def render_prompts(
-    rows: Sequence[RLRow],
-    tokenizer,
-    prompt_format: Literal["chat", "plain"],
-    max_tokens: int,
-    source: str,
-) -> list[list[int]]:
-    """Token ids of every prompt; a prompt over `max_tokens` is an error naming its row."""
-    prompts = []
-    for index, row in enumerate(rows):
-        ids = render_prompt(row, tokenizer, prompt_format)
-        if len(ids) > max_tokens:
-            raise DataError(
-                f"{source} row {index + 1}: the prompt has {len(ids)} tokens, more than "
-                f"data.max_prompt_tokens={max_tokens}"
+def load_prompts(
+    data: DataConfig, tokenizer, known_verifiers: Collection[str] | None = None
+) -> tuple[list[RLRow], list[list[int]], dict[str, dict[str, int]]]:
+    """The rows of every `data.train` source, their prompts' token ids, and per source the rows
+    kept and skipped by reason.
+
+    A bad row (schema, unknown verifier, a prompt over data.max_prompt_tokens) stops the load with
+    a DataError naming the file, row and field, or is skipped and counted (data.on_bad_row).
+    """
+    rows: list[RLRow] = []
+    prompts: list[list[int]] = []
+    report: dict[str, dict[str, int]] = {}
+
+    def check(row: dict) -> tuple[RLRow, list[int]]:
+        try:
+            checked = validate_rl_row(row, known_verifiers)
+        except RowError as e:
+            raise BadRow.from_row_error(e) from None
+        ids = render_prompt(checked, tokenizer, data.prompt_format)
+        if len(ids) > data.max_prompt_tokens:
+            raise BadRow(
+                f"the prompt has {len(ids)} tokens, more than "
+                f"data.max_prompt_tokens={data.max_prompt_tokens}",
+                "too_long",
             )
-        prompts.append(ids)
-    return prompts
+        return checked, ids
+
+    for source in data.train:
+        kept, skipped = load_checked_rows(source, check, data.on_bad_row, data.split)
+        rows += [row for row, _ in kept]
+        prompts += [ids for _, ids in kept]
+        report[source] = {"prompts": len(kept), **{f"skipped/{k}": v for k, v in skipped.items()}}
+    if not rows:
+        raise DataError(f"{', '.join(data.train)}: no usable prompts (see the skipped rows)")
+    return rows, prompts, report

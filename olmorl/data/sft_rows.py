@@ -6,7 +6,6 @@ assistant turns (content and end-of-turn token, not the role header) as trained;
 pass takes, position ids restarting per document so that attention never crosses documents.
 """
 
-import re
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,7 +129,7 @@ def load_sft_examples(
         try:
             return tokenize_conversation(validate_sft_row(row).messages, tokenizer, max_tokens)
         except RowError as e:
-            raise BadRow(str(e), re.sub(r"\[\d+\]", "[]", e.field)) from None
+            raise BadRow.from_row_error(e) from None
         except ConversationTooLongError as e:
             raise BadRow(str(e), "too_long") from None
         except ChatTemplateError as e:

@@ -25,8 +25,8 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from olmorl.data.loading import load_rl_rows
-    from olmorl.data.prompts import render_prompts
+    from olmorl.data.prompts import load_prompts
+    from olmorl.io import atomic_write_text
     from olmorl.metrics_log import MetricsLog, plot_metrics
     from olmorl.ray_init import init_ray
     from olmorl.rl.cluster import RLCluster
@@ -35,25 +35,21 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from olmorl.run_errors import stopped
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
     from olmorl.train.learners import LearnerFailed, LearnerStalled
+    from olmorl.train.loop import skipped_rows
     from verifiers import available_verifiers
     from verifiers.service import VerifierDown
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    rows, prompts = [], []
-    # Per source, so a prompt that is too long is reported with its own file and row number.
-    for source in cfg.data.train:
-        part = load_rl_rows([source], known_verifiers=available_verifiers(), split=cfg.data.split)
-        ids = render_prompts(
-            part, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_tokens, source
-        )
-        rows += part
-        prompts += [Prompt(i, r.as_verifier_row()) for i, r in zip(ids, part)]
+    rows, prompt_ids, report = load_prompts(cfg.data, tokenizer, available_verifiers())
+    prompts = [Prompt(ids, row.as_verifier_row()) for ids, row in zip(prompt_ids, rows)]
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
     found = latest_checkpoint(run_dir) if resume else None
     start = found[1]["step"] if found else 0
     write_resolved_config(cfg, run_dir)
+    atomic_write_text(run_dir / "data_report.json", json.dumps({"train": report}, indent=1))
+    skipped = skipped_rows({"train": report})
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
     data_log = (run_dir / DATA_LOG_NAME).open("a")
     started_ray = init_ray(cfg.num_actors)
@@ -79,7 +75,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         )
         for step in bar:
             metrics, trained_prompts = train_one_step(cluster, producer, cfg, step)
-            log.log(step, metrics)
+            log.log(step, {**skipped, **metrics} if step == 1 else metrics)
             data_log.write(json.dumps({"step": step, "prompts": trained_prompts}) + "\n")
             data_log.flush()
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
