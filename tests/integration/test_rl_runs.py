@@ -5,7 +5,11 @@ alone, to write the word its prompt names.
 """
 
 import json
-import shutil
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,15 +170,37 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         "algo.group_size=4",
     ]
     whole = run_recipe("rl_target_token.yaml", tiny_model_dir, tmp_path / "whole", *settings)
-    # The same run, dead after step 4: step 3's checkpoint is the newest, step 4 was trained
-    # but never saved, and a half-written checkpoint lies beside it.
+    # The same job as a process of its own, with its own Ray, SIGKILLed once step 4 is logged:
+    # step 3's checkpoint is then the newest, and step 4 was trained but never saved.
     killed = tmp_path / "killed" / "run"
-    shutil.copytree(whole.run_dir, killed)
-    shutil.rmtree(killed / "checkpoints" / "step_000006")
-    (killed / "checkpoints" / ".tmp-step_000006-x").mkdir()
-    for name in ("metrics.jsonl", "data_log.jsonl"):
-        lines = (killed / name).read_text().splitlines()
-        (killed / name).write_text("\n".join(lines[:4]) + "\n")
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "olmorl",
+            "rl",
+            "recipes/tiny/rl_target_token.yaml",
+            f"model.path={tiny_model_dir}",
+            f"run.output_dir={killed.parent}",
+            "run.name=run",
+            *settings,
+        ],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not _logged_steps(killed) >= 4 and job.poll() is None:
+            assert time.monotonic() < deadline, "the job never reached step 4"
+            time.sleep(0.1)
+    finally:
+        _kill_session(job.pid)
+    assert job.wait(timeout=60) == -signal.SIGKILL
+    assert _logged_steps(killed) < 6, "the job finished before it could be killed"
+
     resumed = run_recipe(
         "rl_target_token.yaml", tiny_model_dir, tmp_path / "killed", *settings, resume=True
     )
@@ -185,8 +211,8 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         return {r["step"]: r["prompts"] for r in log}
 
     reference, again = steps(whole.run_dir), steps(killed)
-    # Steps 1-3 are the dead run's own lines, step 4 appears twice (trained before the crash and
-    # again after it, as it was never checkpointed), and 4-6 match the uninterrupted run.
+    # Steps 4-6 were trained again after the kill (the later lines win here); they match the
+    # uninterrupted run.
     resumed_steps = {step: again[step] for step in (4, 5, 6)}
     print({step: sorted(p) for step, p in resumed_steps.items()})
     for step in (4, 5, 6):
@@ -198,10 +224,7 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
 def test_a_rollout_engine_killed_mid_run_is_replaced_and_no_prompt_is_lost(
     ray_cluster, tiny_model_dir, tmp_path
 ):
-    import os
-    import signal
     import threading
-    import time
     from collections import Counter
 
     from olmorl.rl.prompts import PromptSampler
@@ -259,3 +282,18 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:  # the process is gone
         return b""
+
+
+def _logged_steps(run_dir: Path) -> int:
+    log = run_dir / "metrics.jsonl"
+    return len(log.read_text().splitlines()) if log.is_file() else 0
+
+
+def _kill_session(session: int) -> None:
+    """SIGKILL every process of a session: the job and the Ray cluster it started."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getsid(int(proc.name)) == session:
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
