@@ -170,3 +170,40 @@ def test_prefixes_cached_before_an_update_are_not_reused_after_it(stack):
     diff = abs(completion.logprobs[0] - expected)
     print(f"\nafter an in-flight update, |vLLM - learner| of the next token: {diff:.2e}")
     assert diff < 1e-4
+
+
+def test_deepspeed_learners_push_the_weights_the_engines_serve(stack, tmp_path):
+    from olmorl.config import DeepSpeedStrategy
+
+    # ZeRO-3 partitions every parameter: the push must gather each whole, under its HF name.
+    learners = [
+        ray.remote(LearnerWorker)
+        .options(num_cpus=1)
+        .remote(
+            rank,
+            2,
+            ModelConfig(path=str(write_tiny_model(tmp_path, seed=2)), dtype="float32"),
+            LearnerConfig(
+                num_workers=2, lr=1e-2, micro_batch_tokens=64, strategy=DeepSpeedStrategy()
+            ),
+            stack.algo,
+            1.0,
+        )
+        for rank in range(2)
+    ]
+    address, port = ray.get(learners[0].address.remote())
+    ray.get([learner.setup.remote(address, port, 0) for learner in learners])
+    try:
+        sequence = list(range(10, 60))
+        # Every rank takes part in a forward pass (each layer's parameters are gathered).
+        target = ray.get([lr.sequence_logprobs.remote(sequence) for lr in learners])[0]
+        assert all(max_diff(b, target) > 0.1 for b in stack.engine_logprobs(sequence))
+        sink = RayWeightSink(stack.engines)
+        ray.get([lr.push_weights.remote(sink if r == 0 else None) for r, lr in enumerate(learners)])
+        diffs = [max_diff(a, target) for a in stack.engine_logprobs(sequence)]
+        print(f"\ndeepspeed learners -> vLLM, max |vLLM - learner| logprob per engine: {diffs}")
+        assert all(d < 1e-4 for d in diffs)
+    finally:
+        ray.get([learner.shutdown.remote() for learner in learners])
+        for learner in learners:
+            ray.kill(learner)
