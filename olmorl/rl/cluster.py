@@ -168,7 +168,14 @@ class RLCluster:
     def engine_stats(self) -> dict[str, float]:
         """Each engine's tokens/s, and the engines' mean busy, occupancy and paused fractions,
         since the last call."""
-        per_engine = ray.get([a.take_activity.remote() for a in self._live_engines()])
+        per_engine = []
+        for ref in [a.take_activity.remote() for a in self._live_engines()]:
+            try:
+                per_engine.append(ray.get(ref))
+            except RayActorError:
+                pass  # died this step: the producer has it replaced
+        if not per_engine:
+            return {}
         metrics = {}
         for index, a in enumerate(per_engine):
             metrics[f"engine/{index}/tokens_per_s"] = a["tokens"] / max(a["wall_s"], 1e-9)

@@ -5,6 +5,7 @@ concurrently, so the cost is one RPC per bucket per actor, not one per tensor.
 """
 
 import ray
+from ray.exceptions import RayActorError
 from safetensors.torch import save
 from torch import Tensor
 
@@ -18,10 +19,20 @@ class RayWeightSink:
 
     def send(self, bucket: dict[str, Tensor], version: int, last: bool) -> None:
         if not self._open:
-            ray.get([a.begin_weight_update.remote(self.mode) for a in self.actors])
+            self._on_every_actor(lambda a: a.begin_weight_update.remote(self.mode))
             self._open = True
         blob = ray.put(save(bucket))
-        ray.get([a.receive_weights.remote(blob) for a in self.actors])
+        self._on_every_actor(lambda a: a.receive_weights.remote(blob))
         if last:
-            ray.get([a.finish_weight_update.remote(version) for a in self.actors])
+            self._on_every_actor(lambda a: a.finish_weight_update.remote(version))
             self._open = False
+
+    def _on_every_actor(self, call) -> None:
+        """Runs `call` on every actor concurrently; an actor that died is left out of the rest
+        of the push (its requests fail too, and the rollout producer has it replaced)."""
+        refs = [(actor, call(actor)) for actor in self.actors]
+        for actor, ref in refs:
+            try:
+                ray.get(ref)
+            except RayActorError:
+                self.actors.remove(actor)
