@@ -119,7 +119,8 @@ def rl(
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo(f"metrics:       {result.metrics}")
     typer.echo(f"reward plot:   {result.plot}")
-    typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
+    if result.checkpoints:
+        typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
 
 
 def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: bool, run):

@@ -40,6 +40,19 @@ class MetricsLog:
             self._wandb.finish()
 
 
+def drop_steps_after(log: Path, step: int) -> None:
+    """Removes the lines of steps after `step` from a JSONL log: a resumed run trains them again,
+    and the abandoned attempt's lines would show them twice."""
+    if not log.is_file():
+        return
+    from olmorl.io import atomic_write_text
+
+    lines = log.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        atomic_write_text(log, "".join(line + "\n" for line in kept))
+
+
 def plot_metrics(metrics_path: Path, out_path: Path, panels: Sequence[tuple[str, str]]) -> Path:
     """One panel per (metric key, axis label), against the step, as a PNG; steps that did not
     log a key (evaluations run every few steps) are left out of its panel."""

@@ -29,6 +29,7 @@ SKIP_REASONS = (
     "prompt_mismatch",  # schema (a): chosen and rejected differ before their last turn
     "identical",  # chosen and rejected replies equal (ignoring surrounding whitespace)
     "too_long",  # count_tokens(pair) > max_tokens
+    "chat_template",  # the tokenizer's chat template cannot render the pair (count_tokens)
 )
 """The keys of the skip Counter that `load_preference_pairs` returns."""
 

@@ -32,6 +32,7 @@ class RLCluster:
         # Engines that died, and their replacements once started (not yet given the weights).
         self._lost: set[int] = set()
         self._replacements: dict[int, ray.actor.ActorHandle] = {}
+        self._replacement_errors: dict[int, str] = {}
         self._replacing = threading.Lock()
         self.learners = LearnerGroup(
             cfg.model,
@@ -43,7 +44,9 @@ class RLCluster:
             cfg.run.stage_timeout_s,
         )
         judge_url = self._start_judge_server(cfg.verifiers.judge_server)
-        ray.get(self.learners.start() + [a.start.remote() for a in self.rollout_actors])
+        engines_started = [a.start.remote() for a in self.rollout_actors]
+        self.learners.wait("setup", self.learners.start())
+        ray.get(engines_started)
         verifiers = (
             _with_judge_url(cfg.verifiers, ray.get(judge_url)) if judge_url else cfg.verifiers
         )
@@ -70,7 +73,12 @@ class RLCluster:
         def start() -> None:
             ray.kill(self.rollout_actors[index])  # a crashed actor may be only half dead
             engine = self._new_engine(index)
-            ray.get(engine.start.remote())
+            try:
+                ray.get(engine.start.remote())
+            except Exception as e:  # noqa: BLE001 -- reported by install_replacements
+                with self._replacing:
+                    self._replacement_errors[index] = f"{type(e).__name__}: {e}"
+                return
             with self._replacing:
                 self._replacements[index] = engine
 
@@ -83,6 +91,10 @@ class RLCluster:
         returns the engine indices now serving again."""
         with self._replacing:
             ready, self._replacements = self._replacements, {}
+            errors = dict(self._replacement_errors)
+        if errors:
+            index, error = next(iter(errors.items()))
+            raise EngineLost(f"rollout engine {index} died and its replacement failed: {error}")
         for index, engine in ready.items():
             self.rollout_actors[index] = engine
             self._push([engine], self.cfg.rollout.weight_update)
@@ -222,6 +234,10 @@ class RLCluster:
             replacements = list(self._replacements.values())
         for actor in self.rollout_actors + self.reward_workers + replacements:
             ray.kill(actor)
+
+
+class EngineLost(RuntimeError):
+    """A rollout engine died and could not be replaced."""
 
 
 def _wait_quietly(refs: list[ray.ObjectRef], timeout_s: float = 60.0) -> None:

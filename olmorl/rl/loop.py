@@ -27,9 +27,9 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
 
     from olmorl.data.prompts import load_prompts
     from olmorl.io import atomic_write_text
-    from olmorl.metrics_log import MetricsLog, plot_metrics
+    from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
     from olmorl.ray_init import init_ray
-    from olmorl.rl.cluster import RLCluster
+    from olmorl.rl.cluster import EngineLost, RLCluster
     from olmorl.rl.producer import RolloutStalled
     from olmorl.rl.prompts import PromptSampler
     from olmorl.run_errors import stopped
@@ -48,6 +48,8 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     found = latest_checkpoint(run_dir) if resume else None
     start = found[1]["step"] if found else 0
     write_resolved_config(cfg, run_dir)
+    for name in (METRICS_NAME, DATA_LOG_NAME):
+        drop_steps_after(run_dir / name, start)
     atomic_write_text(run_dir / "data_report.json", json.dumps({"train": report}, indent=1))
     skipped = skipped_rows({"train": report})
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
@@ -89,7 +91,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
                         run_dir, step, state, cluster.learners.save, cfg.run.keep_checkpoints
                     )
                 )
-    except (LearnerFailed, LearnerStalled, VerifierDown, RolloutStalled) as e:
+    except (LearnerFailed, LearnerStalled, VerifierDown, RolloutStalled, EngineLost) as e:
         raise stopped(e, run_dir) from None
     finally:
         log.close()

@@ -10,6 +10,7 @@ class PromptSampler:
         self.num_prompts, self.seed, self.shuffle = num_prompts, seed, shuffle
         self.epoch, self.position = 0, 0
         self.excluded: set[int] = set()
+        self._order_excluded: list[int] = []  # the exclusions this epoch's order was drawn with
         self._order = self._permutation()
 
     def take(self, count: int) -> list[int]:
@@ -29,14 +30,22 @@ class PromptSampler:
 
     def state(self) -> dict:
         """Where the sampler is, for a checkpoint: `restore(state())` continues identically."""
-        return {"epoch": self.epoch, "position": self.position, "excluded": sorted(self.excluded)}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "excluded": sorted(self.excluded),
+            "order_excluded": self._order_excluded,
+        }
 
     def restore(self, state: dict) -> None:
-        self.excluded = set(state["excluded"])
+        # This epoch's order was drawn before the latest exclusions, which apply from the next.
+        self.excluded = set(state["order_excluded"])
         self.epoch, self.position = state["epoch"], state["position"]
         self._order = self._permutation()
+        self.excluded = set(state["excluded"])
 
     def _permutation(self) -> list[int]:
+        self._order_excluded = sorted(self.excluded)
         order = [i for i in range(self.num_prompts) if i not in self.excluded]
         if not order:
             raise RuntimeError(

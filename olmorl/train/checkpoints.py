@@ -50,9 +50,12 @@ def write_checkpoint(
         }
         state = {"step": step, **trainer_state, "manifest": manifest}
         atomic_write_text(tmp / TRAINER_STATE_NAME, json.dumps(state, indent=1))
-    if keep:
-        for old in sorted(_step_dirs(run_dir))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    # Checkpoints of later steps are from an attempt that died and was resumed from an earlier
+    # one: stale (perhaps damaged), never to be resumed from or counted as kept.
+    later = [p for p in _step_dirs(run_dir) if p.name > out.name]
+    kept = sorted(p for p in _step_dirs(run_dir) if p not in later)
+    for old in later + (kept[:-keep] if keep else []):
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -15,8 +15,14 @@ from olmorl.algo.packing import PackedRow, concatenate_documents, first_fit
 from olmorl.algo.preference import preference_loss
 from olmorl.algo.schedule import scheduled_lr
 from olmorl.config import DPOConfig
+from olmorl.data.checked_rows import BadRow
 from olmorl.data.preference_rows import PreferencePair, load_preference_pairs
-from olmorl.data.sft_rows import TokenizedConversation, conversation_document, tokenize_conversation
+from olmorl.data.sft_rows import (
+    ChatTemplateError,
+    TokenizedConversation,
+    conversation_document,
+    tokenize_conversation,
+)
 from olmorl.learner.batch import PreferenceMiniBatch, shard_rows
 from olmorl.train import reference_cache
 from olmorl.train.batches import fixed_size_batches, plan_steps
@@ -57,7 +63,10 @@ def load_pair_sets(sources: list[str], tokenizer, max_tokens: int, on_bad_row: s
     tokens: dict[int, PairTokens] = {}
 
     def count_tokens(pair: PreferencePair) -> int:
-        tokens[id(pair)] = tokenize_pair(pair, tokenizer)
+        try:
+            tokens[id(pair)] = tokenize_pair(pair, tokenizer)
+        except ChatTemplateError as e:
+            raise BadRow(str(e), "chat_template") from None
         return sum(len(side.input_ids) for side in tokens[id(pair)])
 
     for source in sources:

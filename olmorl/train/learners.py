@@ -64,6 +64,13 @@ class LearnerGroup:
             getattr(actor, verb).remote(*args)
             for actor, args in zip(self.actors, per_rank_args, strict=True)
         ]
+        return self.wait(verb, refs)
+
+    def wait(self, verb: str, refs: list[ray.ObjectRef]) -> list[Any]:
+        """The ranks' results of `verb` (one ref per rank), within the stage limit.
+
+        Raises LearnerFailed naming the ranks that failed, LearnerStalled naming the stuck ones.
+        """
         # One rank at a time: when a rank fails, its peers usually wait in a collective for it
         # forever, so its error must be seen as soon as it arrives.
         limit = self.stage_timeout_s

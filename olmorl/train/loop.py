@@ -67,7 +67,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     import ray
     from tqdm import tqdm
 
-    from olmorl.metrics_log import MetricsLog, plot_metrics
+    from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
     from olmorl.ray_init import init_ray
     from olmorl.run_errors import stopped
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
@@ -77,6 +77,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     found = latest_checkpoint(run_dir) if resume else None
     start = found[1]["step"] if found else 0
     write_resolved_config(cfg, run_dir)
+    drop_steps_after(run_dir / METRICS_NAME, start)
     atomic_write_text(run_dir / "data_report.json", _json(trainer.data_report))
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
     started_ray = init_ray(cfg.learner.num_workers)
@@ -86,10 +87,11 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
         learners = LearnerGroup(
             cfg.model, cfg.learner, cfg.run.seed, steps, stage_timeout_s=cfg.run.stage_timeout_s
         )
-        ray.get(learners.start())
+        learners.wait("setup", learners.start())
+        # Before a resumed state is loaded: DPO's reference is the starting weights.
+        prepared = trainer.prepare(learners)
         if found:
             learners.load(found[0])
-        prepared = trainer.prepare(learners)
         if start == 0:
             log.log(
                 0, {**skipped_rows(trainer.data_report), **prepared, **trainer.evaluate(learners)}

@@ -211,8 +211,9 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         return {r["step"]: r["prompts"] for r in log}
 
     reference, again = steps(whole.run_dir), steps(killed)
-    # Steps 4-6 were trained again after the kill (the later lines win here); they match the
-    # uninterrupted run.
+    # The resumed run replaced the dead attempt's log lines after step 3 with its own.
+    lines = (killed / "data_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
     resumed_steps = {step: again[step] for step in (4, 5, 6)}
     print({step: sorted(p) for step, p in resumed_steps.items()})
     for step in (4, 5, 6):

@@ -78,3 +78,36 @@ def test_reference_cache_round_trip_and_damage(tmp_path):
     assert torch.equal(reference_cache.load_cached(tmp_path, "k"), logps)
     path.write_bytes(path.read_bytes()[:20])
     assert reference_cache.load_cached(tmp_path, "k") is None
+
+
+def test_a_pair_the_chat_template_cannot_render_is_a_bad_row(tmp_path):
+    import json
+
+    import pytest
+
+    from olmorl.data.loading import DataError
+    from olmorl.train.dpo import load_pair_sets
+
+    tokenizer = build_tiny_tokenizer()
+    # Like templates that drop the reasoning of all but the last assistant turn.
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m.role == 'assistant' and not loop.last %}"
+        "{{ '<|im_start|>assistant\n(hidden)<|im_end|>\n' }}{% else %}"
+        "{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    multi_turn = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "q2"},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": "Write t1.", "chosen": "t1", "rejected": "t2"},
+        {"prompt": multi_turn, "chosen": "t1", "rejected": "t2"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs, report = load_pair_sets([str(path)], tokenizer, 512, "skip")
+    assert len(pairs) == 1 and report[str(path)]["skipped/chat_template"] == 1
+    with pytest.raises(DataError, match=r"pairs\.jsonl row 2: messages\[2\]"):
+        load_pair_sets([str(path)], tokenizer, 512, "stop")

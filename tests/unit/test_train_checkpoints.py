@@ -75,3 +75,28 @@ def test_no_checkpoint_is_none(tmp_path):
     assert latest_checkpoint(tmp_path) is None
     (tmp_path / "checkpoints" / "step_000005").mkdir(parents=True)
     assert latest_checkpoint(tmp_path) is None
+
+
+def test_checkpoints_of_an_abandoned_attempt_are_removed(tmp_path):
+    # Resumed from step 2, while a damaged step 3 from the attempt that died lies beside it.
+    for step in (1, 2, 3):
+        write_checkpoint(tmp_path, step, {}, fake_model_and_state(str(step)))
+    (checkpoint_path(tmp_path, 3) / "trainer_state.json").write_text("{")
+    write_checkpoint(tmp_path, 3, {}, fake_model_and_state("3 again"), keep=2)
+    assert latest_checkpoint(tmp_path)[0] == checkpoint_path(tmp_path, 3)
+    write_checkpoint(tmp_path, 5, {}, fake_model_and_state("5"), keep=2)
+    write_checkpoint(tmp_path, 4, {}, fake_model_and_state("4 after a resume from 3"), keep=2)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["step_000003", "step_000004"]
+
+
+def test_a_resumed_log_forgets_the_steps_it_trains_again(tmp_path):
+    from olmorl.metrics_log import drop_steps_after
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in range(6)))
+    drop_steps_after(log, 3)
+    assert [line[:10] for line in log.read_text().splitlines()] == [
+        f'{{"step": {s}' for s in range(4)
+    ]
+    drop_steps_after(tmp_path / "absent.jsonl", 3)
