@@ -80,7 +80,7 @@ def test_reference_cache_round_trip_and_damage(tmp_path):
     assert reference_cache.load_cached(tmp_path, "k") is None
 
 
-def test_a_pair_the_chat_template_cannot_render_is_a_bad_row(tmp_path):
+def test_a_pair_the_chat_template_cannot_render_is_a_bad_row(tmp_path, rewriting_tokenizer):
     import json
 
     import pytest
@@ -88,14 +88,7 @@ def test_a_pair_the_chat_template_cannot_render_is_a_bad_row(tmp_path):
     from olmorl.data.loading import DataError
     from olmorl.train.dpo import load_pair_sets
 
-    tokenizer = build_tiny_tokenizer()
-    # Like templates that drop the reasoning of all but the last assistant turn.
-    tokenizer.chat_template = (
-        "{% for m in messages %}{% if m.role == 'assistant' and not loop.last %}"
-        "{{ '<|im_start|>assistant\n(hidden)<|im_end|>\n' }}{% else %}"
-        "{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-    )
+    tokenizer = rewriting_tokenizer
     multi_turn = [
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": "a"},

@@ -121,15 +121,8 @@ def test_over_long_conversation_is_reported(tokenizer):
     assert (e.value.num_tokens, e.value.max_tokens) == (len(ids), len(ids) - 1)
 
 
-def test_template_that_rewrites_earlier_turns_is_refused():
-    tokenizer = build_tiny_tokenizer()
-    # Like templates that drop the reasoning of all but the last assistant turn.
-    tokenizer.chat_template = (
-        "{% for m in messages %}{% if m.role == 'assistant' and not loop.last %}"
-        "{{ '<|im_start|>assistant\n(hidden)<|im_end|>\n' }}{% else %}"
-        "{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-    )
+def test_template_that_rewrites_earlier_turns_is_refused(rewriting_tokenizer):
+    tokenizer = rewriting_tokenizer
     messages = [user("q"), assistant("a"), user("q2"), assistant("a2")]
     with pytest.raises(ChatTemplateError, match=r"messages\[2\]"):
         tokenize_conversation(messages, tokenizer, 256)
