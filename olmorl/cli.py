@@ -100,30 +100,19 @@ def rl(
     resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
 ) -> None:
     """Run OlmoRL (RLVR) training from a recipe."""
-    cfg = _load_rl_config(config, overrides)
-    run_dir = _run_dir(cfg, config, resume)
-    if dry_run:
-        typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
-        return
-    from olmorl.data.loading import DataError
-    from olmorl.rl.loop import run_rl
 
-    try:
-        result = run_rl(cfg, run_dir, resume)
-    except DataError as e:
-        raise _fail(str(e)) from None
-    except RunFailed as e:
-        raise _stopped(e) from None
-    if result.resumed_from:
-        typer.echo(f"resumed after step {result.resumed_from}")
-    typer.echo(f"run directory: {result.run_dir}")
-    typer.echo(f"metrics:       {result.metrics}")
-    typer.echo(f"reward plot:   {result.plot}")
-    if result.checkpoints:
-        typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
+    def run(cfg, run_dir, resume):
+        from olmorl.rl.loop import run_rl
+
+        return run_rl(cfg, run_dir, resume)
+
+    _run_job(RLConfig, config, overrides, dry_run, resume, run, "reward plot")
 
 
-def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: bool, run):
+def _run_job(
+    config_class, config: Path, overrides, dry_run: bool, resume: bool, run, plot: str
+) -> None:
+    """Loads the recipe, runs `run(cfg, run_dir, resume)` and says where its outputs are."""
     cfg = _load(config_class, config, overrides)
     run_dir = _run_dir(cfg, config, resume)
     if dry_run:
@@ -141,7 +130,7 @@ def _offline_run(config_class, config: Path, overrides, dry_run: bool, resume: b
         typer.echo(f"resumed after step {result.resumed_from}")
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo(f"metrics:       {result.metrics}")
-    typer.echo(f"loss plot:     {result.plot}")
+    typer.echo(f"{plot + ':':<15}{result.plot}")
     if result.checkpoints:
         typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
 
@@ -163,7 +152,7 @@ def _offline_command(name: str, config_class, module: str, help_text: str) -> No
         import importlib
 
         run = getattr(importlib.import_module(f"olmorl.train.{module}"), f"run_{module}")
-        _offline_run(config_class, config, overrides, dry_run, resume, run)
+        _run_job(config_class, config, overrides, dry_run, resume, run, "loss plot")
 
     command.__doc__ = help_text
     app.command(name, epilog=_options_epilog(config_class))(command)

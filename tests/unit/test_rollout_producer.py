@@ -46,7 +46,8 @@ class FakeCluster:
     def score(self, prompt, row, token_ids) -> Future:
         return self.pool.submit(lambda: (self.rewards(row["i"]), {"v": self.rewards(row["i"])}))
 
-    def producer(self, **algo) -> RolloutProducer:
+    def producer(self, snapshot=None, **algo) -> RolloutProducer:
+        """A started producer over these engines, continuing from `snapshot` if given."""
         cfg = AlgorithmConfig(group_size=GROUP, **algo)
         producer = RolloutProducer(
             ProducerSettings.from_algo(cfg, seed=0),
@@ -57,6 +58,8 @@ class FakeCluster:
             score=self.score,
             algo=cfg,
         )
+        if snapshot is not None:
+            producer.restore(snapshot)
         producer.start()
         return producer
 
@@ -218,18 +221,7 @@ def test_a_restored_producer_loses_and_repeats_no_prompt(async_steps) -> None:
     assert snapshot["trained_steps"] == 3
     second = FakeCluster(30, delay=delay)
     second.version = first.version
-    cfg = AlgorithmConfig(group_size=GROUP, **algo)
-    restored = RolloutProducer(
-        ProducerSettings.from_algo(cfg, seed=0),
-        second.prompts,
-        PromptSampler(len(second.prompts), seed=0),
-        num_engines=2,
-        generate=second.generate,
-        score=second.score,
-        algo=cfg,
-    )
-    restored.restore(snapshot)
-    restored.start()
+    restored = second.producer(snapshot=snapshot, **algo)
     after = train(second, restored, steps=5, first_step=4)
 
     def trained(batches):
