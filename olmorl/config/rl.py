@@ -30,6 +30,10 @@ class RolloutConfig(StrictConfig):
     weight_update: Literal["inflight", "drain", "abort"] = "inflight"
     """What running requests do during a weight push: keep their KV cache and continue under
     the new weights (inflight), finish first (drain), or stop and be sampled again (abort)."""
+    weight_transfer: Literal["broadcast", "file"] = "broadcast"
+    """How pushed weights travel: one collective broadcast per bucket from learner rank 0 to every
+    engine (gloo on CPU, NCCL on GPU), or a file per bucket through Ray's object store, which
+    rides out an engine dying during a push."""
     cpu_cores: list[int] | None = None
     """CPU machines: cores each engine's processes and vLLM's OpenMP threads are pinned to."""
     enforce_eager: bool = False

@@ -34,9 +34,11 @@ class ShardedPolicy(Protocol):
         """Clips to learner.max_grad_norm, applies AdamW at `lr`, zeroes the gradients; returns
         the global gradient norm before clipping."""
 
-    def full_parameters(self, dtype: torch.dtype) -> Iterator[tuple[str, Tensor | None]]:
-        """(HF name, full tensor in `dtype` on CPU) per parameter; None off rank 0. Every rank must
-        iterate to the end: each parameter is a collective."""
+    def full_parameters(
+        self, dtype: torch.dtype, device: str = "cpu"
+    ) -> Iterator[tuple[str, Tensor | None]]:
+        """(HF name, full tensor in `dtype` on `device`) per parameter; None off rank 0. Every rank
+        must iterate to the end: each parameter is a collective."""
 
     def save_state(self, directory: Path) -> None:
         """Writes this rank's share of weights and optimizer state (all ranks, one directory)."""
@@ -80,7 +82,9 @@ class FSDP2Policy:
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
-    def full_parameters(self, dtype: torch.dtype) -> Iterator[tuple[str, Tensor | None]]:
+    def full_parameters(
+        self, dtype: torch.dtype, device: str = "cpu"
+    ) -> Iterator[tuple[str, Tensor | None]]:
         import torch.distributed as dist
 
         rank0 = dist.get_rank() == 0
@@ -88,7 +92,7 @@ class FSDP2Policy:
             full = param.full_tensor() if hasattr(param, "full_tensor") else param.data
             yield (
                 name.replace(_WRAPPER_PREFIX, ""),
-                full.detach().to(dtype).cpu() if rank0 else None,
+                full.detach().to(device=device, dtype=dtype) if rank0 else None,
             )
 
     def save_state(self, directory: Path) -> None:

@@ -118,12 +118,14 @@ class DeepSpeedPolicy:
         self.engine.step()
         return float(self.engine.get_global_grad_norm())
 
-    def full_parameters(self, dtype: torch.dtype) -> Iterator[tuple[str, Tensor | None]]:
+    def full_parameters(
+        self, dtype: torch.dtype, device: str = "cpu"
+    ) -> Iterator[tuple[str, Tensor | None]]:
         rank0 = dist.get_rank() == 0
         for name, param in self.engine.module.named_parameters():
             # Under bf16 these are the compute copies: the float32 masters already rounded.
             with deepspeed.zero.GatheredParameters([param]):
-                full = param.data.to("cpu", dtype, copy=True) if rank0 else None
+                full = param.data.to(device, dtype, copy=True) if rank0 else None
             # Yielded after the partition is restored: the caller may run its own collectives.
             yield name, full
 

@@ -39,6 +39,9 @@ _COUNTERS_NAME = "learner.json"
 class WeightSink(Protocol):
     """Where `push_weights` sends full tensors, one bucket at a time (rank 0 only)."""
 
+    device: str
+    """Where the sink wants the full tensors ("cpu", "cuda")."""
+
     def send(self, bucket: dict[str, Tensor], version: int, last: bool) -> None: ...
 
 
@@ -244,8 +247,8 @@ class LearnerWorker:
             out += zip(row.trajectory_indices, sums.tolist(), counts.tolist(), strict=True)
         return out
 
-    def _full_parameters(self):
-        return self.policy.full_parameters(DTYPES[self.model_cfg.dtype])
+    def _full_parameters(self, device: str = "cpu"):
+        return self.policy.full_parameters(DTYPES[self.model_cfg.dtype], device)
 
     def push_weights(self, sink: WeightSink | None, bucket_bytes: int = 256 << 20) -> int:
         """All-gathers full parameters bucket by bucket; rank 0 sends each bucket to `sink`.
@@ -255,7 +258,8 @@ class LearnerWorker:
         bucket: dict[str, Tensor] = {}
         size = 0
         names = [name for name, _ in self.model.named_parameters()]
-        for index, (name, tensor) in enumerate(self._full_parameters()):
+        device = sink.device if self.rank == 0 else "cpu"
+        for index, (name, tensor) in enumerate(self._full_parameters(device)):
             if self.rank != 0:
                 continue
             bucket[name] = tensor

@@ -21,7 +21,7 @@ from olmorl.rl.rewards import RewardWorker
 from olmorl.rl.types import Prompt
 from olmorl.rollout.engine import RolloutEngine
 from olmorl.rollout.judge_server import JudgeServer
-from olmorl.rollout.weight_sync import RayWeightSink
+from olmorl.rollout.weight_sync import build_weight_sink
 from olmorl.train.learners import LearnerGroup
 
 
@@ -132,7 +132,14 @@ class RLCluster:
         return self.version
 
     def _push(self, engines: list, mode: str) -> int:
-        sink = RayWeightSink(engines, mode)
+        rollout = self.cfg.rollout
+        sink = build_weight_sink(
+            rollout.weight_transfer,
+            engines,
+            mode,
+            rollout.tensor_parallel_size,
+            self.cfg.run.stage_timeout_s,
+        )
         versions = self.learners.each(
             "push_weights", [(sink if rank == 0 else None,) for rank in range(self.world_size)]
         )

@@ -17,7 +17,7 @@ from olmorl.cpu import pin_to_cores
 from olmorl.rl.types import Completion
 from olmorl.rollout.activity import EngineActivity
 
-_EXTENSION = "olmorl.rollout.cpu_weight_transfer.WeightTransferExtension"
+_EXTENSION = "olmorl.rollout.vllm_transfer.WeightTransferExtension"
 _PAUSE_MODES = {"inflight": "keep", "drain": "wait", "abort": "abort"}
 
 
@@ -56,7 +56,7 @@ class RolloutEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from olmorl.rollout.cpu_weight_transfer import BACKEND_NAME
+        from olmorl.rollout.vllm_transfer import BACKEND_NAME
 
         if self.rollout.cpu_cores:
             pin_to_cores(self.rollout.cpu_cores)
@@ -156,18 +156,38 @@ class RolloutEngine:
         await self.llm.pause_generation(mode=_PAUSE_MODES[mode], clear_cache=mode != "inflight")
         await self.llm.start_weight_update()
 
+    async def join_weight_group(self, group: dict) -> None:
+        """Joins learner rank 0's weight-broadcast group (a `TransferGroupInfo` as a dict); returns
+        once every member has joined."""
+        from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
+
+        await self.llm.init_weight_transfer_engine(
+            WeightTransferInitRequest(init_info={"group": group})
+        )
+
+    async def receive_broadcast(self, layout: dict, group: str) -> None:
+        """Receives one bucket (its `BucketLayout` as a dict) from the root of group `group` and
+        loads it."""
+        await self._update({"layout": layout, "group": group})
+
     async def receive_weights(self, safetensors_bytes: bytes) -> None:
         """Loads one bucket of full tensors (safetensors-serialised, Hugging Face names)."""
-        from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
-
         shm = Path("/dev/shm")
         fd, path = tempfile.mkstemp(dir=shm if shm.is_dir() else None, suffix=".safetensors")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(safetensors_bytes)
-            await self.llm.update_weights(WeightTransferUpdateRequest(update_info={"path": path}))
+            await self._update({"path": path})
         finally:
             os.unlink(path)
+
+    async def _update(self, update_info: dict) -> None:
+        from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
+
+        await self.llm.update_weights(WeightTransferUpdateRequest(update_info=update_info))
+
+    def ping(self) -> None:
+        """Answers at once: the engine's actor is alive."""
 
     async def finish_weight_update(self, version: int) -> None:
         await self.llm.finish_weight_update(weight_version=str(version))

@@ -12,7 +12,7 @@ from olmorl.models.tiny import write_tiny_model
 from olmorl.rl.batch import build_step_batch
 from olmorl.rl.types import Completion, PromptGroup, ScoredGroup
 from olmorl.rollout.engine import RolloutEngine
-from olmorl.rollout.weight_sync import RayWeightSink
+from olmorl.rollout.weight_sync import build_weight_sink
 
 pytestmark = pytest.mark.integration
 
@@ -64,8 +64,8 @@ class Stack:
     def engine_logprobs(self, sequence):
         return ray.get([e.prompt_logprobs.remote(sequence) for e in self.engines])
 
-    def push(self, mode: str = "inflight") -> int:
-        sink = RayWeightSink(self.engines, mode)
+    def push(self, mode: str = "inflight", transfer: str = "broadcast") -> int:
+        sink = build_weight_sink(transfer, self.engines, mode, 1, 60.0)
         self.served_version = ray.get(
             [
                 learner.push_weights.remote(sink if rank == 0 else None, 64 << 10)
@@ -103,23 +103,26 @@ def stack(ray_cluster, tiny_model_dir, tmp_path_factory):
 
 
 def test_weights_reach_every_engine(stack):
+    """Through a broadcast group (formed at the first push, reused later) and through files."""
     sequence = list(range(10, 60))
     before = stack.engine_logprobs(sequence)
     target = stack.learner_logprobs(sequence)
     assert all(max_diff(b, target) > 0.1 for b in before)
     assert stack.push() == 0
     diffs = [max_diff(a, target) for a in stack.engine_logprobs(sequence)]
-    print(f"\nafter sync, max |vLLM - learner| logprob per engine: {diffs}")
+    print(f"\nafter a broadcast sync, max |vLLM - learner| logprob per engine: {diffs}")
     assert all(d < 1e-4 for d in diffs)
 
-    # One optimizer step moves the learners; the next push must move every engine with them.
-    stack.train_once()
-    trained = stack.learner_logprobs(sequence)
-    assert max_diff(trained, target) > 1e-3
-    assert stack.push() == 1
-    diffs = [max_diff(a, trained) for a in stack.engine_logprobs(sequence)]
-    print(f"after a step and a sync: {diffs}")
-    assert all(d < 1e-4 for d in diffs)
+    # Each optimizer step moves the learners; the next push must move every engine with them.
+    for version, transfer in [(1, "file"), (2, "broadcast")]:
+        previous = stack.learner_logprobs(sequence)
+        stack.train_once()
+        trained = stack.learner_logprobs(sequence)
+        assert max_diff(trained, previous) > 1e-3
+        assert stack.push(transfer=transfer) == version
+        diffs = [max_diff(a, trained) for a in stack.engine_logprobs(sequence)]
+        print(f"after a step and a {transfer} sync: {diffs}")
+        assert all(d < 1e-4 for d in diffs)
 
 
 @pytest.mark.parametrize("mode", ["inflight", "drain", "abort"])
@@ -198,7 +201,9 @@ def test_deepspeed_learners_push_the_weights_the_engines_serve(stack, tmp_path):
         # Every rank takes part in a forward pass (each layer's parameters are gathered).
         target = ray.get([lr.sequence_logprobs.remote(sequence) for lr in learners])[0]
         assert all(max_diff(b, target) > 0.1 for b in stack.engine_logprobs(sequence))
-        sink = RayWeightSink(stack.engines)
+        # Another root takes the engines into its own group; the stack's learners would form
+        # a new one at their next push.
+        sink = build_weight_sink("broadcast", stack.engines, "inflight", 1, 60.0)
         ray.get([lr.push_weights.remote(sink if r == 0 else None) for r, lr in enumerate(learners)])
         diffs = [max_diff(a, target) for a in stack.engine_logprobs(sequence)]
         print(f"\ndeepspeed learners -> vLLM, max |vLLM - learner| logprob per engine: {diffs}")

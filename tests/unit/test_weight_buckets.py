@@ -1,0 +1,90 @@
+"""Weight buckets survive the wire: packed on the root, broadcast through a gloo group made
+without torch.distributed's default group, unpacked bit for bit on every receiver."""
+
+import multiprocessing as mp
+
+import pytest
+import torch
+
+from olmorl.rollout.buckets import BucketLayout, pack_bucket, unpack_bucket
+from olmorl.rollout.transfer_group import (
+    TransferGroupInfo,
+    broadcast_from_root,
+    join_store,
+    new_group,
+    open_store,
+)
+
+
+def sample_bucket() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "model.embed_tokens.weight": torch.randn(7, 5, generator=g).to(torch.bfloat16),
+        "model.layers.0.mlp.up_proj.weight": torch.randn(6, 4, generator=g).t(),  # not contiguous
+        "model.norm.weight": torch.randn(3, generator=g, dtype=torch.float64),
+        "counts": torch.arange(5, dtype=torch.int32),
+        "empty": torch.zeros(0, 4),
+    }
+
+
+def test_unpacked_tensors_equal_the_packed_ones_bit_for_bit():
+    bucket = sample_bucket()
+    buffer, layout = pack_bucket(bucket)
+    assert buffer.dtype == torch.uint8
+    assert buffer.numel() >= sum(t.numel() * t.element_size() for t in bucket.values())
+    assert layout.dtypes == ["bfloat16", "float32", "float64", "int32", "float32"]
+    # The layout crosses processes as plain data; rebuild it from that.
+    unpacked = unpack_bucket(buffer.clone(), BucketLayout(**layout.as_dict()))
+    assert [name for name, _ in unpacked] == list(bucket)
+    for (_, got), want in zip(unpacked, bucket.values()):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert torch.equal(got, want)
+
+
+def test_a_buffer_that_does_not_match_its_layout_is_refused():
+    buffer, layout = pack_bucket(sample_bucket())
+    with pytest.raises(ValueError, match="holds .* bytes but its layout describes"):
+        unpack_bucket(buffer[:-2], layout)
+
+
+def _receive(info: dict, results) -> None:
+    info = TransferGroupInfo(**info)
+    group = new_group(
+        join_store(info),
+        info.name,
+        info.rank_offset,
+        info.world_size,
+        torch.device("cpu"),
+        info.timeout_s,
+    )
+    _, layout = pack_bucket(sample_bucket())  # the receiver knows only the layout
+    buffer = torch.empty(layout.num_bytes, dtype=torch.uint8)
+    broadcast_from_root(group, buffer)
+    results.put((info.rank_offset, {name: t.clone() for name, t in unpack_bucket(buffer, layout)}))
+
+
+def test_a_bucket_broadcast_through_a_standalone_gloo_group_reaches_every_receiver():
+    ctx = mp.get_context("spawn")
+    store = open_store("127.0.0.1", 3, timeout_s=60)
+    results = ctx.Queue()
+    receivers = [
+        ctx.Process(
+            target=_receive,
+            args=(
+                TransferGroupInfo("127.0.0.1", store.port, "weights-test", rank, 3, 60).as_dict(),
+                results,
+            ),
+        )
+        for rank in (1, 2)
+    ]
+    for p in receivers:
+        p.start()
+    group = new_group(store, "weights-test", 0, 3, torch.device("cpu"), 60)
+    buffer, _ = pack_bucket(sample_bucket())
+    broadcast_from_root(group, buffer)
+    received = dict(results.get(timeout=60) for _ in receivers)
+    for p in receivers:
+        p.join(timeout=60)
+    assert sorted(received) == [1, 2]
+    for tensors in received.values():
+        assert all(torch.equal(tensors[name], t) for name, t in sample_bucket().items())
