@@ -1,9 +1,10 @@
-"""`olmorl bench weight-sync`: bytes/s of a weight push from the learners to every engine, against
-a plain in-memory copy of the same bytes on the same machine.
+"""`olmorl bench weight-sync`: bytes/s of a weight push from the learners to every engine, by each
+transport, against a plain in-memory copy of the same bytes on the same device.
 
 The push is the RL loop's own (`RLCluster.push_weights`): gather full tensors from the shards
-bucket by bucket, ship each bucket once, load it into every engine. The copy is a `clone()` of
-the same tensors in one process, the floor any transfer is measured against.
+bucket by bucket, ship each bucket (as a file, or by one broadcast), load it into every engine,
+with the engines paused around it. The copy is a `clone()` of the same tensors in one process,
+the floor any transfer is measured against. Bytes count once per receiving engine.
 """
 
 import time
@@ -37,18 +38,22 @@ def bench_weight_sync(cfg: RLConfig, pushes: int) -> list[BenchResult]:
 
     started = init_ray(cfg.num_actors)
     cluster = RLCluster(cfg, [])
+    results = [copy]
     try:
-        cluster.push_weights()  # warm-up: first-time allocations in the engines
-        start = time.perf_counter()
-        for _ in range(pushes):
-            cluster.push_weights()
-        push = BenchResult(
-            f"push to {cfg.rollout.num_actors} engine(s)",
-            size * pushes * cfg.rollout.num_actors,
-            time.perf_counter() - start,
-        )
+        for transfer in ("file", "broadcast"):
+            cluster.push_weights(transfer=transfer)  # warm-up: allocations, the group's rendezvous
+            start = time.perf_counter()
+            for _ in range(pushes):
+                cluster.push_weights(transfer=transfer)
+            results.append(
+                BenchResult(
+                    f"{transfer} push to {cfg.rollout.num_actors} engine(s)",
+                    size * pushes * cfg.rollout.num_actors,
+                    time.perf_counter() - start,
+                )
+            )
     finally:
         cluster.shutdown()
         if started:
             ray.shutdown()
-    return [copy, push]
+    return results

@@ -125,16 +125,19 @@ class RLCluster:
         )
         return self.judge_server.start.remote()
 
-    def push_weights(self, mode: str | None = None) -> int:
+    def push_weights(self, mode: str | None = None, transfer: str | None = None) -> int:
         """Full weights from the learners to every engine; returns the policy version now served.
-        `mode` (inflight, drain, abort) replaces rollout.weight_update."""
-        self.version = self._push(self._live_engines(), mode or self.cfg.rollout.weight_update)
+        `mode` (inflight, drain, abort) replaces rollout.weight_update, `transfer` (broadcast,
+        file) rollout.weight_transfer."""
+        self.version = self._push(
+            self._live_engines(), mode or self.cfg.rollout.weight_update, transfer
+        )
         return self.version
 
-    def _push(self, engines: list, mode: str) -> int:
+    def _push(self, engines: list, mode: str, transfer: str | None = None) -> int:
         rollout = self.cfg.rollout
         sink = build_weight_sink(
-            rollout.weight_transfer,
+            transfer or rollout.weight_transfer,
             engines,
             mode,
             rollout.tensor_parallel_size,

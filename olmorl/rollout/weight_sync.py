@@ -40,11 +40,15 @@ class _EngineSink:
             self._open = True
         self._send_bucket(bucket)
         if last:
+            self._flush()
             self._on_every_actor(lambda a: a.finish_weight_update.remote(version))
             self._open = False
 
     def _send_bucket(self, bucket: dict[str, Tensor]) -> None:
         raise NotImplementedError
+
+    def _flush(self) -> None:
+        """Waits until every bucket sent is loaded."""
 
     def _on_every_actor(self, call) -> None:
         """Runs `call` on every actor concurrently; an actor that died is left out of the rest
@@ -83,21 +87,35 @@ class BroadcastWeightSink(_EngineSink):
         super().__init__(rollout_actors, mode)
         self.tensor_parallel_size, self.timeout_s = tensor_parallel_size, timeout_s
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._loading: list[ray.ObjectRef] = []  # the engines still loading the last bucket
 
     def _send_bucket(self, bucket: dict[str, Tensor]) -> None:
-        group, name = self._group()
+        # The engines load a bucket after receiving it; meanwhile the learners gather and pack
+        # the next one, and only its broadcast waits for them.
         buffer, layout = pack_bucket(bucket, self.device)
+        self._flush()
+        group, name = self._group()
         refs = [a.receive_broadcast.remote(layout.as_dict(), name) for a in self.actors]
         try:
             broadcast_from_root(group, buffer)
+        except RuntimeError as e:
+            self._failed(e)
+        self._loading = refs
+
+    def _flush(self) -> None:
+        refs, self._loading = self._loading, []
+        try:
             ray.get(refs, timeout=self.timeout_s)
         except (RuntimeError, RayActorError, GetTimeoutError) as e:
-            _GROUPS.pop(self._key(), None)
-            raise WeightPushFailed(
-                f"weight broadcast to {len(self.actors)} rollout engine(s) failed "
-                f"({type(e).__name__}: {e}); set rollout.weight_transfer=file to ride out "
-                "engines that die during a push"
-            ) from e
+            self._failed(e)
+
+    def _failed(self, error: Exception):
+        _GROUPS.pop(self._key(), None)
+        raise WeightPushFailed(
+            f"weight broadcast to {len(self.actors)} rollout engine(s) failed "
+            f"({type(error).__name__}: {error}); set rollout.weight_transfer=file to ride out "
+            "engines that die during a push"
+        ) from error
 
     def _key(self) -> tuple[str, ...]:
         return tuple(actor._actor_id.hex() for actor in self.actors)

@@ -29,3 +29,25 @@ def test_modes_run_and_report(ray_cluster, tiny_model_dir):
     for r in results:
         assert r.tokens > 0 and r.seconds > 0
         assert 0.0 <= r.learner_idle <= 1.0 and 0.0 < r.engine_busy <= 1.0
+
+
+def test_weight_sync_bench_pushes_by_both_transports(ray_cluster, tiny_model_dir):
+    from olmorl.bench.weight_sync import bench_weight_sync
+
+    cfg = load_config(
+        RLConfig,
+        REPO / "recipes" / "tiny" / "bench_rl.yaml",
+        [
+            f"model.path={tiny_model_dir}",
+            f"data.train=[{REPO / 'recipes/tiny/data/target_token.jsonl'}]",
+        ],
+    )
+    results = bench_weight_sync(cfg, pushes=2)
+    print("\n" + "\n".join(f"{r.name}: {r.per_s / 1e6:.0f} MB/s" for r in results))
+    assert [r.name for r in results] == [
+        "plain copy (cpu)",
+        "file push to 1 engine(s)",
+        "broadcast push to 1 engine(s)",
+    ]
+    # Every side moves the same bytes: the model's, twice.
+    assert all(r.count == results[0].count > 0 and r.seconds > 0 for r in results)

@@ -47,44 +47,66 @@ def test_a_buffer_that_does_not_match_its_layout_is_refused():
         unpack_bucket(buffer[:-2], layout)
 
 
-def _receive(info: dict, results) -> None:
+def _device(kind: str, rank: int) -> torch.device:
+    # NCCL needs a GPU of its own for every rank.
+    return torch.device("cuda", rank) if kind == "cuda" else torch.device("cpu")
+
+
+def _receive(info: dict, kind: str, results) -> None:
     info = TransferGroupInfo(**info)
+    device = _device(kind, info.rank_offset)
     group = new_group(
-        join_store(info),
-        info.name,
-        info.rank_offset,
-        info.world_size,
-        torch.device("cpu"),
-        info.timeout_s,
+        join_store(info), info.name, info.rank_offset, info.world_size, device, info.timeout_s
     )
     _, layout = pack_bucket(sample_bucket())  # the receiver knows only the layout
-    buffer = torch.empty(layout.num_bytes, dtype=torch.uint8)
+    buffer = torch.empty(layout.num_bytes, dtype=torch.uint8, device=device)
     broadcast_from_root(group, buffer)
-    results.put((info.rank_offset, {name: t.clone() for name, t in unpack_bucket(buffer, layout)}))
+    results.put((info.rank_offset, {n: t.cpu() for n, t in unpack_bucket(buffer, layout)}))
 
 
-def test_a_bucket_broadcast_through_a_standalone_gloo_group_reaches_every_receiver():
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(
+                    torch.cuda.device_count() < 2, reason="NCCL needs two GPUs or more"
+                ),
+            ],
+        ),
+    ],
+)
+def test_a_bucket_broadcast_through_a_standalone_group_reaches_every_receiver(kind):
+    """gloo between CPU processes, NCCL between GPUs: the same calls."""
+    world = 3 if kind == "cpu" else min(3, torch.cuda.device_count())
     ctx = mp.get_context("spawn")
-    store = open_store("127.0.0.1", 3, timeout_s=60)
+    store = open_store("127.0.0.1", world, timeout_s=60)
     results = ctx.Queue()
     receivers = [
         ctx.Process(
             target=_receive,
             args=(
-                TransferGroupInfo("127.0.0.1", store.port, "weights-test", rank, 3, 60).as_dict(),
+                TransferGroupInfo(
+                    "127.0.0.1", store.port, "weights-test", rank, world, 60
+                ).as_dict(),
+                kind,
                 results,
             ),
         )
-        for rank in (1, 2)
+        for rank in range(1, world)
     ]
     for p in receivers:
         p.start()
-    group = new_group(store, "weights-test", 0, 3, torch.device("cpu"), 60)
-    buffer, _ = pack_bucket(sample_bucket())
+    device = _device(kind, 0)
+    group = new_group(store, "weights-test", 0, world, device, 60)
+    buffer, _ = pack_bucket(sample_bucket(), device)
     broadcast_from_root(group, buffer)
     received = dict(results.get(timeout=60) for _ in receivers)
     for p in receivers:
         p.join(timeout=60)
-    assert sorted(received) == [1, 2]
+    assert sorted(received) == list(range(1, world))
     for tensors in received.values():
         assert all(torch.equal(tensors[name], t) for name, t in sample_bucket().items())
