@@ -120,6 +120,12 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tu
     return max(((a[name] - b[name]).abs().max().item(), name) for name in a)
 
 
+def share_off(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tolerance: float) -> float:
+    """The share of all parameter elements that differ by more than `tolerance`."""
+    off = sum(int(((a[name] - b[name]).abs() > tolerance).sum()) for name in a)
+    return off / sum(t.numel() for t in a.values())
+
+
 @pytest.mark.timeout(300)
 def test_deepspeed_matches_fsdp2_and_resumes_exactly(tiny_model_dir: Path, tmp_path: Path):
     mp.start_processes(
@@ -139,12 +145,12 @@ def test_deepspeed_matches_fsdp2_and_resumes_exactly(tiny_model_dir: Path, tmp_p
 
     # Clipping acted, so the comparison covers it.
     assert min(norm for _, norm in fsdp_steps) > LEARNER.max_grad_norm
-    for label, reference, rel, atol in [
-        ("deepspeed", "fsdp2", 1e-4, 1e-4),
-        ("deepspeed_options", "fsdp2", 1e-4, 1e-4),
+    for label, reference, rel, close in [
+        ("deepspeed", "fsdp2", 1e-4, True),
+        ("deepspeed_options", "fsdp2", 1e-4, True),
         # bf16 rounds differently under the two strategies, and AdamW turns rounding noise in
         # near-zero gradients into whole lr-sized steps: only the losses are close.
-        ("deepspeed_bf16", "fsdp2_bf16", 2e-3, None),
+        ("deepspeed_bf16", "fsdp2_bf16", 2e-3, False),
     ]:
         steps, params, _ = results[label]
         for step, ((ref_loss, ref_norm), (loss, norm)) in enumerate(
@@ -155,8 +161,16 @@ def test_deepspeed_matches_fsdp2_and_resumes_exactly(tiny_model_dir: Path, tmp_p
             assert loss == pytest.approx(ref_loss, rel=rel)
             assert norm == pytest.approx(ref_norm, rel=10 * rel)
         difference, name = max_difference(params, results[reference][1])
-        print(f"{label}: largest parameter difference to {reference} {difference:.3g} ({name})")
-        assert atol is None or difference < atol
+        off = share_off(params, results[reference][1], 1e-5)
+        print(
+            f"{label}: largest parameter difference to {reference} {difference:.3g} ({name}), "
+            f"share of elements off by more than 1e-5: {off:.2g}"
+        )
+        if close:
+            # Where a gradient is nearly zero, AdamW's normalisation turns summation-order noise
+            # (which differs between CPUs) into a sizeable step: a few isolated elements may
+            # differ by up to about one learning rate; all others must agree.
+            assert off < 1e-3 and difference < LEARNER.lr
 
     assert resumed_steps[0] == pytest.approx(ds_steps[-1], rel=1e-6)
     difference, name = max_difference(resumed_params, ds_params)
