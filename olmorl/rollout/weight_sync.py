@@ -86,8 +86,12 @@ class BroadcastWeightSink(_EngineSink):
     ):
         super().__init__(rollout_actors, mode)
         self.tensor_parallel_size, self.timeout_s = tensor_parallel_size, timeout_s
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._loading: list[ray.ObjectRef] = []  # the engines still loading the last bucket
+
+    @property
+    def device(self) -> str:
+        # Asked in learner rank 0's process, which may have a GPU that the driver lacks.
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def _send_bucket(self, bucket: dict[str, Tensor]) -> None:
         # The engines load a bucket after receiving it; meanwhile the learners gather and pack

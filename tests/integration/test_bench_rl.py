@@ -12,17 +12,21 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).parents[2]
 
 
-def test_modes_run_and_report(ray_cluster, tiny_model_dir):
-    cfg = load_config(
+def bench_config(tiny_model_dir, *overrides: str) -> RLConfig:
+    """The tiny benchmark recipe on the session's tiny model."""
+    return load_config(
         RLConfig,
         REPO / "recipes" / "tiny" / "bench_rl.yaml",
         [
             f"model.path={tiny_model_dir}",
             f"data.train=[{REPO / 'recipes/tiny/data/target_token.jsonl'}]",
-            "rollout.max_response_tokens=48",
-            "algo.prompts_per_step=4",
+            *overrides,
         ],
     )
+
+
+def test_modes_run_and_report(ray_cluster, tiny_model_dir):
+    cfg = bench_config(tiny_model_dir, "rollout.max_response_tokens=48", "algo.prompts_per_step=4")
     results = bench_rl(cfg, ["sync", "async+inflight"], steps=2, shortest=4, alpha=1.2)
     print("\n" + format_modes(results))
     assert [r.mode for r in results] == ["sync", "async+inflight"]
@@ -34,15 +38,7 @@ def test_modes_run_and_report(ray_cluster, tiny_model_dir):
 def test_weight_sync_bench_pushes_by_both_transports(ray_cluster, tiny_model_dir):
     from olmorl.bench.weight_sync import bench_weight_sync
 
-    cfg = load_config(
-        RLConfig,
-        REPO / "recipes" / "tiny" / "bench_rl.yaml",
-        [
-            f"model.path={tiny_model_dir}",
-            f"data.train=[{REPO / 'recipes/tiny/data/target_token.jsonl'}]",
-        ],
-    )
-    results = bench_weight_sync(cfg, pushes=2)
+    results = bench_weight_sync(bench_config(tiny_model_dir), pushes=2)
     print("\n" + "\n".join(f"{r.name}: {r.per_s / 1e6:.0f} MB/s" for r in results))
     assert [r.name for r in results] == [
         "plain copy (cpu)",
