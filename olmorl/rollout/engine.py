@@ -50,6 +50,7 @@ class RolloutEngine:
         self.llm = None
         self.activity = EngineActivity(rollout.max_num_seqs)
         self._cache_epoch = 0  # bumped by every weight update; salts the prefix cache
+        self._weight_group = ""
 
     async def start(self) -> None:
         from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
@@ -161,9 +162,11 @@ class RolloutEngine:
         once every member has joined."""
         from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
 
+        self._weight_group = ""  # in no group until every worker has joined the new one
         await self.llm.init_weight_transfer_engine(
             WeightTransferInitRequest(init_info={"group": group})
         )
+        self._weight_group = group["name"]
 
     async def receive_broadcast(self, layout: dict, group: str) -> None:
         """Receives one bucket (its `BucketLayout` as a dict) from the root of group `group` and
@@ -186,8 +189,9 @@ class RolloutEngine:
 
         await self.llm.update_weights(WeightTransferUpdateRequest(update_info=update_info))
 
-    def ping(self) -> None:
-        """Answers at once: the engine's actor is alive."""
+    def weight_group(self) -> str:
+        """The name of the weight-broadcast group this engine is in ("" for none); answers at once."""
+        return self._weight_group
 
     async def finish_weight_update(self, version: int) -> None:
         await self.llm.finish_weight_update(weight_version=str(version))

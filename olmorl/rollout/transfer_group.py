@@ -6,6 +6,8 @@ group object of its own, gloo between CPU processes, NCCL between GPUs. The code
 both; only the buffers' device and the group class differ.
 """
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -22,7 +24,9 @@ class TransferGroupInfo:
     port: int
     """Port of that store."""
     name: str
-    """The group's name; a new engine set gets a new group under a new name."""
+    """The group's name, new for every group formed."""
+    backend: str
+    """"gloo" (CPU buffers) or "nccl" (GPU buffers): the root's, which every member must share."""
     rank_offset: int
     """Rank of this engine's first worker; its tensor-parallel workers follow."""
     world_size: int
@@ -32,6 +36,10 @@ class TransferGroupInfo:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def backend_for(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def open_store(host: str, world_size: int, timeout_s: float) -> dist.TCPStore:
@@ -59,18 +67,36 @@ def join_store(info: TransferGroupInfo) -> dist.TCPStore:
 def new_group(
     store: dist.Store, name: str, rank: int, world_size: int, device: torch.device, timeout_s: float
 ) -> dist.ProcessGroup:
-    """Joins group `name` as `rank`; returns once every rank has joined (or raises at the timeout)."""
+    """Joins group `name` as `rank`. gloo returns once every rank has joined (or raises at the
+    timeout); NCCL connects at the group's first collective."""
     store = dist.PrefixStore(name, store)
     timeout = timedelta(seconds=timeout_s)
-    if device.type == "cuda":
+    if backend_for(device) == "nccl":
         options = dist.ProcessGroupNCCL.Options()
         options._timeout = timeout
         return dist.ProcessGroupNCCL(store, rank, world_size, options)
     return dist.ProcessGroupGloo(store, rank, world_size, timeout)
 
 
-def broadcast_from_root(group: dist.ProcessGroup, buffer: torch.Tensor) -> None:
-    """Rank 0's `buffer` into every other rank's `buffer` (same size); blocks until done."""
-    group.broadcast(buffer, 0).wait()
+def broadcast_from_root(
+    group: dist.ProcessGroup,
+    buffer: torch.Tensor,
+    check_peers: Callable[[], None] | None = None,
+    poll_s: float = 0.2,
+) -> None:
+    """Rank 0's `buffer` into every other rank's `buffer` (same size); returns once this rank's
+    part is done. `check_peers` runs while waiting and raises if a peer has failed, so a dead or
+    refusing peer stops the wait instead of holding it until the group's timeout."""
+    work = group.broadcast(buffer, 0)
+    while check_peers is not None and not work.is_completed():
+        check_peers()
+        time.sleep(poll_s)
+    work.wait()
     if buffer.is_cuda:
-        torch.cuda.current_stream().synchronize()
+        torch.cuda.current_stream(buffer.device).synchronize()
+
+
+def close_group(group: dist.ProcessGroup | None) -> None:
+    """Releases a group's connections (and NCCL communicators) now rather than at collection."""
+    if group is not None:
+        group.shutdown()

@@ -27,7 +27,9 @@ from vllm.model_executor.model_loader.reload import (
 from olmorl.rollout.buckets import BucketLayout, unpack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
+    backend_for,
     broadcast_from_root,
+    close_group,
     join_store,
     new_group,
 )
@@ -59,10 +61,16 @@ class OlmorlWeightTransferEngine(WeightTransferEngine[GroupInitInfo, BucketUpdat
     group_name = ""
 
     def init_transfer_engine(self, init_info: GroupInitInfo) -> None:
-        self.group, self.group_name = None, ""  # a new engine set replaces the old group
+        close_group(self.group)  # a new group replaces the old one
+        self.group, self.group_name = None, ""
         if not init_info.group:
             return
         info = TransferGroupInfo(**init_info.group)
+        if info.backend != backend_for(self.device):
+            raise RuntimeError(
+                f"weight group {info.name!r} uses {info.backend} (the learner's device), but "
+                f"this engine's weights are on {self.device} ({backend_for(self.device)})"
+            )
         rank = info.rank_offset + self.parallel_config.rank
         self.group = new_group(
             join_store(info), info.name, rank, info.world_size, self.device, info.timeout_s
@@ -98,7 +106,8 @@ class OlmorlWeightTransferEngine(WeightTransferEngine[GroupInitInfo, BucketUpdat
         finalize_layerwise_reload(self.model, self.model_config)
 
     def shutdown(self) -> None:
-        self.group = None
+        close_group(self.group)
+        self.group, self.group_name = None, ""
 
 
 if BACKEND_NAME not in WeightTransferEngineFactory._registry:

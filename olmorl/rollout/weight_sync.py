@@ -9,23 +9,29 @@ Two transports behind one `WeightSink` (`rollout.weight_transfer`):
 Either way the engines pause around the push (`begin_weight_update`, `finish_weight_update`).
 """
 
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import ray
 import torch
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import RayActorError, RayError
 from safetensors.torch import save
 from torch import Tensor
 
 from olmorl.rollout.buckets import pack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
+    backend_for,
     broadcast_from_root,
+    close_group,
     new_group,
     open_store,
 )
 
 
 class _EngineSink:
-    """What both transports share: the pause around a push, and engines that die meanwhile."""
+    """What both transports share: the pause around a push, and engines found dead."""
 
     device = "cpu"
     """Where the learner should put the full tensors it sends."""
@@ -50,15 +56,19 @@ class _EngineSink:
     def _flush(self) -> None:
         """Waits until every bucket sent is loaded."""
 
-    def _on_every_actor(self, call) -> None:
-        """Runs `call` on every actor concurrently; an actor that died is left out of the rest
-        of the push (its requests fail too, and the rollout producer has it replaced)."""
+    def _on_every_actor(self, call, results: dict | None = None) -> None:
+        """Runs `call` on every actor concurrently (their answers into `results`, by actor); an
+        actor found dead is left out from then on (its requests fail too, and the rollout
+        producer has it replaced). Only the file transport rides out a death mid-bucket."""
         refs = [(actor, call(actor)) for actor in self.actors]
         for actor, ref in refs:
             try:
-                ray.get(ref)
+                answer = ray.get(ref)
             except RayActorError:
                 self.actors.remove(actor)
+                continue
+            if results is not None:
+                results[actor] = answer
 
 
 class FileWeightSink(_EngineSink):
@@ -68,11 +78,11 @@ class FileWeightSink(_EngineSink):
 
 
 class WeightPushFailed(RuntimeError):
-    """A broadcast failed part-way: some engine died or stopped answering during it."""
+    """A broadcast failed part-way: some engine died, refused a bucket or stopped answering."""
 
 
-# Groups this process (learner rank 0) is the root of, by engine set: a set that stays the same
-# keeps its group from push to push; an engine lost or replaced makes a new set and a new group.
+# The group this process (learner rank 0) is the root of, by engine set: a set that stays the
+# same, with every engine still in it, keeps its group from push to push.
 _GROUPS: dict[tuple[str, ...], tuple] = {}
 
 
@@ -87,22 +97,30 @@ class BroadcastWeightSink(_EngineSink):
         super().__init__(rollout_actors, mode)
         self.tensor_parallel_size, self.timeout_s = tensor_parallel_size, timeout_s
         self._loading: list[ray.ObjectRef] = []  # the engines still loading the last bucket
+        self._current: tuple | None = None  # this push's group and its name
 
     @property
     def device(self) -> str:
         # Asked in learner rank 0's process, which may have a GPU that the driver lacks.
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def send(self, bucket: dict[str, Tensor], version: int, last: bool) -> None:
+        super().send(bucket, version, last)
+        if last:
+            self._current = None  # the next push checks the engines' groups again
+
     def _send_bucket(self, bucket: dict[str, Tensor]) -> None:
         # The engines load a bucket after receiving it; meanwhile the learners gather and pack
         # the next one, and only its broadcast waits for them.
         buffer, layout = pack_bucket(bucket, self.device)
         self._flush()
-        group, name = self._group()
+        if self._current is None:
+            self._current = self._group()
+        group, name = self._current
         refs = [a.receive_broadcast.remote(layout.as_dict(), name) for a in self.actors]
         try:
-            broadcast_from_root(group, buffer)
-        except RuntimeError as e:
+            broadcast_from_root(group, buffer, check_peers=lambda: _raise_failed(refs))
+        except (RuntimeError, RayError) as e:
             self._failed(e)
         self._loading = refs
 
@@ -110,10 +128,12 @@ class BroadcastWeightSink(_EngineSink):
         refs, self._loading = self._loading, []
         try:
             ray.get(refs, timeout=self.timeout_s)
-        except (RuntimeError, RayActorError, GetTimeoutError) as e:
+        except (RuntimeError, RayError) as e:
             self._failed(e)
 
     def _failed(self, error: Exception):
+        # The group is unusable now (a peer is gone or stuck); it is dropped, not shut down,
+        # since a shutdown could wait on the broken collective.
         _GROUPS.pop(self._key(), None)
         raise WeightPushFailed(
             f"weight broadcast to {len(self.actors)} rollout engine(s) failed "
@@ -124,30 +144,56 @@ class BroadcastWeightSink(_EngineSink):
     def _key(self) -> tuple[str, ...]:
         return tuple(actor._actor_id.hex() for actor in self.actors)
 
-    def _group(self):
-        """The group over the current engines, formed on first use (engines that no longer
-        answer are left out first, so the rendezvous never waits for a dead one)."""
-        if self._key() not in _GROUPS:
-            self._on_every_actor(lambda a: a.ping.remote())
-            _GROUPS.clear()  # at most one group: the engines hold only their newest
-            _GROUPS[self._key()] = self._form_group()
-        group, name, _store = _GROUPS[self._key()]
-        return group, name
+    def _group(self) -> tuple:
+        """The group over the current engines and its name. It is formed anew when the engine
+        set changed or an engine has since joined another group; engines that no longer
+        answer are left out first, so the rendezvous never waits for a dead one."""
+        joined = {}
+        self._on_every_actor(lambda a: a.weight_group.remote(), joined)
+        cached = _GROUPS.get(self._key())
+        if cached is None or any(name != cached[1] for name in joined.values()):
+            for group, *_ in _GROUPS.values():
+                close_group(group)
+            _GROUPS.clear()  # engines hold only their newest group
+            try:
+                _GROUPS[self._key()] = cached = self._form_group()
+            except (RuntimeError, RayError) as e:
+                self._failed(e)
+        return cached[0], cached[1]
 
     def _form_group(self) -> tuple:
         tp = self.tensor_parallel_size
         world = 1 + tp * len(self.actors)
+        device = torch.device(self.device)
         host = ray.util.get_node_ip_address()
         store = open_store(host, world, self.timeout_s)
-        name = "weights-" + "-".join(key[:8] for key in self._key())
+        name = f"weights-{uuid.uuid4().hex[:12]}"
         infos = [
-            TransferGroupInfo(host, store.port, name, 1 + i * tp, world, self.timeout_s)
+            TransferGroupInfo(
+                host, store.port, name, backend_for(device), 1 + i * tp, world, self.timeout_s
+            )
             for i in range(len(self.actors))
         ]
         joins = [a.join_weight_group.remote(info.as_dict()) for a, info in zip(self.actors, infos)]
-        group = new_group(store, name, 0, world, torch.device(self.device), self.timeout_s)
-        ray.get(joins)
+        # The root's rendezvous runs beside the engines' joins, so that an engine that fails to
+        # join (unreachable store, wrong backend) is reported at once, not at the timeout.
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            forming = pool.submit(new_group, store, name, 0, world, device, self.timeout_s)
+            while not forming.done():
+                _raise_failed(joins)
+                time.sleep(0.05)
+            group = forming.result()
+        finally:
+            pool.shutdown(wait=False)  # a rendezvous left waiting ends at its own timeout
+        ray.get(joins, timeout=self.timeout_s)
         return group, name, store
+
+
+def _raise_failed(refs: list[ray.ObjectRef]) -> None:
+    """Raises the error of any of `refs` that has already failed."""
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    ray.get(done)
 
 
 def build_weight_sink(

@@ -201,12 +201,19 @@ def test_deepspeed_learners_push_the_weights_the_engines_serve(stack, tmp_path):
         # Every rank takes part in a forward pass (each layer's parameters are gathered).
         target = ray.get([lr.sequence_logprobs.remote(sequence) for lr in learners])[0]
         assert all(max_diff(b, target) > 0.1 for b in stack.engine_logprobs(sequence))
-        # Another root takes the engines into its own group; the stack's learners would form
-        # a new one at their next push.
+        # Another root takes the engines into a group of its own.
         sink = build_weight_sink("broadcast", stack.engines, "inflight", 1, 60.0)
         ray.get([lr.push_weights.remote(sink if r == 0 else None) for r, lr in enumerate(learners)])
         diffs = [max_diff(a, target) for a in stack.engine_logprobs(sequence)]
         print(f"\ndeepspeed learners -> vLLM, max |vLLM - learner| logprob per engine: {diffs}")
+        assert all(d < 1e-4 for d in diffs)
+
+        # The stack's learners find the engines gone from their cached group and form a new one.
+        stack.push()
+        diffs = [
+            max_diff(a, stack.learner_logprobs(sequence)) for a in stack.engine_logprobs(sequence)
+        ]
+        print(f"the first root again, through a new group: {diffs}")
         assert all(d < 1e-4 for d in diffs)
     finally:
         ray.get([learner.shutdown.remote() for learner in learners])

@@ -9,6 +9,7 @@ import torch
 from olmorl.rollout.buckets import BucketLayout, pack_bucket, unpack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
+    backend_for,
     broadcast_from_root,
     join_store,
     new_group,
@@ -55,6 +56,8 @@ def _device(kind: str, rank: int) -> torch.device:
 def _receive(info: dict, kind: str, results) -> None:
     info = TransferGroupInfo(**info)
     device = _device(kind, info.rank_offset)
+    if kind == "cuda":
+        torch.cuda.set_device(device)
     group = new_group(
         join_store(info), info.name, info.rank_offset, info.world_size, device, info.timeout_s
     )
@@ -82,6 +85,7 @@ def _receive(info: dict, kind: str, results) -> None:
 def test_a_bucket_broadcast_through_a_standalone_group_reaches_every_receiver(kind):
     """gloo between CPU processes, NCCL between GPUs: the same calls."""
     world = 3 if kind == "cpu" else min(3, torch.cuda.device_count())
+    backend = backend_for(_device(kind, 0))
     ctx = mp.get_context("spawn")
     store = open_store("127.0.0.1", world, timeout_s=60)
     results = ctx.Queue()
@@ -90,7 +94,7 @@ def test_a_bucket_broadcast_through_a_standalone_group_reaches_every_receiver(ki
             target=_receive,
             args=(
                 TransferGroupInfo(
-                    "127.0.0.1", store.port, "weights-test", rank, world, 60
+                    "127.0.0.1", store.port, "weights-test", backend, rank, world, 60
                 ).as_dict(),
                 kind,
                 results,
