@@ -114,3 +114,38 @@ def test_a_bucket_broadcast_through_a_standalone_group_reaches_every_receiver(ki
     assert sorted(received) == list(range(1, world))
     for tensors in received.values():
         assert all(torch.equal(tensors[name], t) for name, t in sample_bucket().items())
+
+
+def _join_and_stay_away(info: dict, leave) -> None:
+    """Joins the group but never takes part in its broadcast: a peer that refused its bucket."""
+    info = TransferGroupInfo(**info)
+    group = new_group(
+        join_store(info), info.name, info.rank_offset, info.world_size, torch.device("cpu"), 10
+    )
+    leave.wait(30)
+    del group
+
+
+def test_a_broadcast_stops_waiting_as_soon_as_a_peer_is_known_to_have_failed():
+    """Without the watch, the root would wait out the group's timeout for a peer that refused."""
+    import time
+
+    ctx = mp.get_context("spawn")
+    store = open_store("127.0.0.1", 2, timeout_s=10)
+    leave = ctx.Event()
+    info = TransferGroupInfo("127.0.0.1", store.port, "weights-refused", "gloo", 1, 2, 10)
+    peer = ctx.Process(target=_join_and_stay_away, args=(info.as_dict(), leave))
+    peer.start()
+    group = new_group(store, "weights-refused", 0, 2, torch.device("cpu"), 10)
+    buffer, _ = pack_bucket(sample_bucket())
+    start = time.monotonic()
+
+    def check_peers() -> None:
+        if time.monotonic() - start > 0.5:
+            raise RuntimeError("engine 1 refused the bucket")
+
+    with pytest.raises(RuntimeError, match="refused the bucket"):
+        broadcast_from_root(group, buffer, check_peers=check_peers)
+    assert time.monotonic() - start < 5
+    leave.set()
+    peer.join(timeout=30)
