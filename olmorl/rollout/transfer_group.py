@@ -88,9 +88,11 @@ def broadcast_from_root(
     part is done. `check_peers` runs while waiting and raises if a peer has failed, so a dead or
     refusing peer stops the wait instead of holding it until the group's timeout."""
     work = group.broadcast(buffer, 0)
+    pause = 1e-4  # short at first: most broadcasts end within milliseconds
     while check_peers is not None and not work.is_completed():
         check_peers()
-        time.sleep(poll_s)
+        time.sleep(pause)
+        pause = min(2 * pause, poll_s)
     work.wait()
     if buffer.is_cuda:
         torch.cuda.current_stream(buffer.device).synchronize()
