@@ -6,6 +6,7 @@ the receiver allocates the buffer from it before the bytes arrive.
 """
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -22,15 +23,15 @@ class BucketLayout:
     shapes: list[list[int]]
     """Full tensor shapes, one per tensor."""
 
-    @property
+    @cached_property
     def sizes(self) -> list[int]:
         """Bytes of each tensor."""
         return [
-            torch.Size(shape).numel() * torch.empty((), dtype=getattr(torch, dtype)).element_size()
+            torch.Size(shape).numel() * getattr(torch, dtype).itemsize
             for shape, dtype in zip(self.shapes, self.dtypes, strict=True)
         ]
 
-    @property
+    @cached_property
     def offsets(self) -> list[int]:
         """Where each tensor starts in the buffer: aligned, so that a view of its bytes as its
         dtype is legal (and vector loads stay aligned)."""
@@ -40,7 +41,7 @@ class BucketLayout:
             end = _aligned(end + size)
         return offsets
 
-    @property
+    @cached_property
     def num_bytes(self) -> int:
         return _aligned(self.offsets[-1] + self.sizes[-1]) if self.names else 0
 

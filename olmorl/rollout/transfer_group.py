@@ -88,14 +88,22 @@ def broadcast_from_root(
     part is done. `check_peers` runs while waiting and raises if a peer has failed, so a dead or
     refusing peer stops the wait instead of holding it until the group's timeout."""
     work = group.broadcast(buffer, 0)
-    pause = 1e-4  # short at first: most broadcasts end within milliseconds
-    while check_peers is not None and not work.is_completed():
-        check_peers()
-        time.sleep(pause)
-        pause = min(2 * pause, poll_s)
+    if check_peers is not None:
+        wait_watching(work.is_completed, check_peers, poll_s)
     work.wait()
     if buffer.is_cuda:
         torch.cuda.current_stream(buffer.device).synchronize()
+
+
+def wait_watching(
+    is_done: Callable[[], bool], check_peers: Callable[[], None], poll_s: float = 0.2
+) -> None:
+    """Returns once `is_done()`; meanwhile `check_peers()` raises if a peer has failed."""
+    pause = 1e-4  # short at first: most waits end within milliseconds
+    while not is_done():
+        check_peers()
+        time.sleep(pause)
+        pause = min(2 * pause, poll_s)
 
 
 def close_group(group: dist.ProcessGroup | None) -> None:

@@ -9,7 +9,6 @@ Two transports behind one `WeightSink` (`rollout.weight_transfer`):
 Either way the engines pause around the push (`begin_weight_update`, `finish_weight_update`).
 """
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +26,7 @@ from olmorl.rollout.transfer_group import (
     close_group,
     new_group,
     open_store,
+    wait_watching,
 )
 
 
@@ -180,9 +180,7 @@ class BroadcastWeightSink(_EngineSink):
         pool = ThreadPoolExecutor(max_workers=1)
         try:
             forming = pool.submit(new_group, store, name, 0, world, device, self.timeout_s)
-            while not forming.done():
-                _raise_failed(joins)
-                time.sleep(0.05)
+            wait_watching(forming.done, lambda: _raise_failed(joins))
             group = forming.result()
         finally:
             pool.shutdown(wait=False)  # a rendezvous left waiting ends at its own timeout
