@@ -54,7 +54,10 @@ def test_reward_rises_from_chance_to_mastery(target_token_run):
     )
     assert len(rewards) <= 100
     assert first <= 0.2
-    assert last >= 0.8
+    # Three runs of this recipe on a 2-core CPU ended between 0.83 and 0.96: how fast the policy
+    # sharpens varies with how sampling and training interleave. A run that learns nothing stays
+    # near 0.01.
+    assert last >= 0.7
 
 
 def test_every_parameter_changed(target_token_run, tiny_model_dir):
