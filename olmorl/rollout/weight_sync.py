@@ -133,8 +133,9 @@ class BroadcastWeightSink(_EngineSink):
 
     def _failed(self, error: Exception):
         # The group is unusable now (a peer is gone or stuck); it is dropped, not shut down,
-        # since a shutdown could wait on the broken collective.
-        _GROUPS.pop(self._key(), None)
+        # since a shutdown could wait on the broken collective. Dropped whatever its key: a dead
+        # engine may already have left this sink's actor set.
+        _GROUPS.clear()
         raise WeightPushFailed(
             f"weight broadcast to {len(self.actors)} rollout engine(s) failed "
             f"({type(error).__name__}: {error}); set rollout.weight_transfer=file to ride out "
