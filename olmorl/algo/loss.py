@@ -77,7 +77,10 @@ def olmorl_policy_loss(
 
     # Truncated importance sampling corrects for sampling from π_gen (vLLM) rather than π_old
     # (Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL training").
-    tis_weight = is_ratio if tis_cap is None else is_ratio.clamp(max=tis_cap)  # [B, T], no grad
+    # Off means w_t = 1, not the raw ratio: uncapped, one stale token could outweigh a sequence.
+    tis_weight = (
+        torch.ones_like(is_ratio) if tis_cap is None else is_ratio.clamp(max=tis_cap)
+    )  # [B, T], no grad
 
     # PPO clipped surrogate (Schulman et al. 2017, arXiv 1707.06347, eq. 7) with DAPO's
     # decoupled clip-higher bounds (arXiv 2503.14476, eq. 10).

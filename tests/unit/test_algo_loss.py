@@ -1,11 +1,14 @@
 """OlmoRL policy loss against hand-derived numbers and an independent float64 loop."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from olmorl.algo import PolicyLossMetrics, olmorl_policy_loss
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 # One micro-batch of 6 tokens out of a step with 8 loss tokens (the other 3 live elsewhere), so
 # every expected value below is divided by 8, not by the 5 loss tokens seen here.
@@ -46,13 +49,32 @@ def test_hand_example_loss():
 
 
 def test_hand_example_without_tis():
-    # w = π_old/π_gen uncapped: token 1 gets 3·0.8 = 2.4, token 5 gets −2.5·1 = −2.5.
-    # Σ = −1.59 + 2.4 − 0.275 + 0.75 − 2.5 = −1.215;  / 8 = −0.151875
+    # TIS off: w = 1 for every token, whatever π_old/π_gen is.
+    #  t0: −1.272;  t1: +0.8;  t2: −0.55;  t3: +0.75;  t5: −1
+    # Σ = −1.272 + 0.8 − 0.55 + 0.75 − 1 = −1.272;  / 8 = −0.159
     loss, metrics = olmorl_policy_loss(
         **hand_example(), total_loss_tokens=TOTAL_LOSS_TOKENS, tis_cap=None
     )
-    assert loss.item() == pytest.approx(-0.151875, abs=1e-12)
+    assert loss.item() == pytest.approx(-0.159, abs=1e-12)
     assert metrics.tis_capped_fraction.item() == 0.0
+
+
+def test_tis_off_in_the_think_7b_recipe_weighs_every_token_once():
+    # think_7b sets algo.tis_cap: null; the loss must then be the plain clipped surrogate: the
+    # gradient of each unclipped token is −A·ratio / N, with no π_old/π_gen factor.
+    from olmorl.config import load_config
+    from olmorl.config.rl import RLConfig
+
+    cfg = load_config(RLConfig, PROJECT / "recipes/olmo3/think_7b.yaml", [])
+    assert cfg.algo.tis_cap is None
+    inputs = hand_example()
+    loss, _ = olmorl_policy_loss(
+        **inputs, total_loss_tokens=TOTAL_LOSS_TOKENS, tis_cap=cfg.algo.tis_cap
+    )
+    loss.backward()
+    # t0, t1 clipped → 0;  t2: −0.5·1.1;  t3: 0.5·1.5;  t4 masked;  t5: −1·1.   All / 8.
+    expected = torch.tensor([[0.0, 0.0, -0.06875, 0.09375, 0.0, -0.125]], dtype=torch.float64)
+    torch.testing.assert_close(inputs["logprobs"].grad, expected, rtol=0, atol=1e-12)
 
 
 def test_hand_example_gradient():
@@ -96,8 +118,7 @@ def reference_loss(logprobs, old, sampler, advantages, mask, total, clip_low, cl
                 continue
             ratio = math.exp(logprobs[b][t] - old[b][t])
             weight = math.exp(old[b][t] - sampler[b][t])
-            if cap is not None:
-                weight = min(weight, cap)
+            weight = 1.0 if cap is None else min(weight, cap)
             clipped_ratio = min(max(ratio, 1 - clip_low), 1 + clip_high)
             a = advantages[b][t]
             total_loss += -weight * min(ratio * a, clipped_ratio * a)
