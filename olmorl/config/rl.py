@@ -6,7 +6,7 @@ TIS cap 2.0, no KL, centred advantages without std division, zero-variance group
 
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from olmorl.config.base import StrictConfig
 from olmorl.config.components import DataConfig, LearnerConfig, ModelConfig, RunConfig
@@ -25,8 +25,10 @@ class RolloutConfig(StrictConfig):
     """Generation limit per response; responses that hit it count as truncated."""
     temperature: float = Field(default=1.0, gt=0)
     """Sampling temperature; the learner divides its logits by the same value."""
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    """Nucleus sampling; keep 1.0 so importance ratios stay well defined."""
+    top_p: float = 1.0
+    """Nucleus sampling: only 1.0 (off) is accepted, see `_full_softmax_only`."""
+    top_k: int = -1
+    """Top-k sampling: only -1 (off) is accepted, see `_full_softmax_only`."""
     weight_update: Literal["inflight", "drain", "abort"] = "inflight"
     """What running requests do during a weight push: keep their KV cache and continue under
     the new weights (inflight), finish first (drain), or stop and be sampled again (abort)."""
@@ -38,6 +40,20 @@ class RolloutConfig(StrictConfig):
     """CPU machines: cores each engine's processes and vLLM's OpenMP threads are pinned to."""
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower decode)."""
+
+    @field_validator("top_p", "top_k")
+    @classmethod
+    def _full_softmax_only(cls, value: float, info: ValidationInfo) -> float:
+        # vLLM's processed log-probs under top-p/top-k are renormalised over the kept tokens, while
+        # the learner scores the full softmax: every π_old/π_gen ratio would be skewed, silently.
+        off = 1.0 if info.field_name == "top_p" else -1
+        if value != off:
+            raise ValueError(
+                f"must be {off} (off): with it on, vLLM's sampling log-probs are renormalised over "
+                "the kept tokens while the learner scores the full softmax, which skews every "
+                "importance ratio; shape sampling with rollout.temperature instead"
+            )
+        return value
 
 
 class AlgorithmConfig(StrictConfig):

@@ -35,7 +35,6 @@ def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
     return SamplingParams(
         n=n,
         temperature=rollout.temperature,
-        top_p=rollout.top_p,
         logprobs=0,
         seed=seed,
         **extra,

@@ -122,3 +122,12 @@ def test_loading_imports_neither_torch_nor_vllm(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("override", ["rollout.top_p=0.9", "rollout.top_k=50"])
+def test_truncated_sampling_is_refused_with_the_reason(tmp_path, override):
+    # vLLM renormalises its log-probs over the nucleus; the learner's are of the full softmax.
+    error = load_error(write_recipe(tmp_path, VALID), [override])
+    key = override.split("=")[0]
+    assert error.startswith(f"override '{override}': {key}: must be ")
+    assert "renormalised" in error and "full softmax" in error
