@@ -103,6 +103,9 @@ class RolloutEngine:
             self.rollout, n, seed, output_kind=RequestOutputKind.DELTA, **fixed
         )
         samples = [_Sample() for _ in range(n)]
+        # No token of this request can come from weights older than those held now: the version
+        # every token vLLM leaves unlabelled gets, so that staleness is never understated.
+        oldest_possible = self.version
         self.activity.started(n)
         try:
             # The salt keeps prefix-cache blocks computed by older weights out of this request.
@@ -114,8 +117,8 @@ class RolloutEngine:
                     sample.logprobs += [s[t].logprob for t, s in zip(c.token_ids, c.logprobs)]
                     if c.finish_reason is not None and sample.finish_reason is None:
                         sample.finish_reason = c.finish_reason
-                        sample.versions = _token_versions(
-                            c.weight_versions, len(sample.token_ids), self.version
+                        sample.versions = token_versions(
+                            c.weight_versions, len(sample.token_ids), oldest_possible
                         )
                         self.activity.finished(1, len(sample.token_ids))
         finally:
@@ -126,7 +129,7 @@ class RolloutEngine:
                 token_ids=tuple(s.token_ids),
                 logprobs=tuple(s.logprobs),
                 finish_reason=s.finish_reason or "abort",
-                token_versions=s.versions or (self.version,) * len(s.token_ids),
+                token_versions=s.versions or (oldest_possible,) * len(s.token_ids),
             )
             for s in samples
         ]
@@ -220,14 +223,14 @@ class _Sample:
     versions: tuple[int, ...] | None = None
 
 
-def _token_versions(spans, num_tokens: int, unlabelled: int) -> tuple[int, ...] | None:
-    """Per-token policy versions from vLLM's spans; None when vLLM labelled none. Tokens from
-    before the first weight push carry vLLM's own label ("default"): they get `unlabelled`."""
-    if not spans:
-        return None
+def token_versions(spans, num_tokens: int, oldest_possible: int) -> tuple[int, ...]:
+    """Per-token policy versions from vLLM's spans. A token vLLM did not label with a version
+    number (no spans, spans that do not cover the response, or vLLM's own "default" label from
+    before any weight push) gets `oldest_possible`, the version the engine held when the request
+    was submitted."""
     versions = tuple(
-        int(span.version) if span.version.isdigit() else unlabelled
-        for span in spans
+        int(span.version) if span.version.isdigit() else oldest_possible
+        for span in spans or ()
         for _ in range(span.start, span.end)
     )
-    return versions if len(versions) == num_tokens else None
+    return versions if len(versions) == num_tokens else (oldest_possible,) * num_tokens
