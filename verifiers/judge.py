@@ -21,6 +21,7 @@ from typing import Any
 
 from verifiers.base import Verifier, VerifierResult
 from verifiers.registry import register
+from verifiers.thinking import final_answer
 
 MIN_RATING, MAX_RATING = 1, 10
 # Worth another try: the server is overloaded or restarting. Other 4xx are our request's fault.
@@ -104,7 +105,7 @@ class JudgeVerifier(Verifier):
                 "verifier 'judge' needs the option url (an OpenAI-compatible base URL, "
                 "e.g. http://127.0.0.1:8000/v1)"
             )
-        answer = strip_thinking(response).strip()
+        answer = (final_answer(response) or "").strip()
         if not answer:
             return VerifierResult(0.0, "empty_response")
         try:
@@ -226,14 +227,6 @@ RATING_RESPONSE_FORMAT = {
 }
 
 
-def strip_thinking(text: str) -> str:
-    """The text after the last `</think>`; "" when a `<think>` was opened and never closed."""
-    _, closed, tail = text.rpartition("</think>")
-    if closed:
-        return tail
-    return "" if text.lstrip().startswith("<think>") else text
-
-
 def reference_answer(label: Any) -> str | None:
     """The label's reference answer, or None for a reference-free judgement."""
     if isinstance(label, Mapping):
@@ -277,7 +270,7 @@ def judge_messages(answer: str, reference: str | None, request: str | None) -> l
 
 def parse_rating(reply: str) -> float | None:
     """The judge's 1-10 rating in its reply, or None when there is none in range."""
-    text = strip_thinking(reply).strip()
+    text = (final_answer(reply) or "").strip()
     candidates = [text, *_FENCE.findall(text), *reversed(_BRACES.findall(text))]
     for candidate in candidates:
         try:

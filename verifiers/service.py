@@ -2,10 +2,13 @@
 
 Each verifier gets its own concurrency limit, per-call timeout and retries, so a slow one (an LLM
 judge, a sandbox run) holds only its own slots while the others go on. A call that times out or
-raises after its retries scores 0 with the reason `timeout` or `error:<Type>` and is counted;
-only `max_consecutive_failures` failures in a row raise (VerifierDown), to stop a run whose judge
-is gone rather than train it on zeros for days. Results are cached by (verifier, response, label, prompt), since
-groups repeat responses and epochs repeat prompts; transient failures are not cached.
+raises after its retries is a failure of the infrastructure, not a verdict: it comes back
+`transient` with the reason `timeout` or `error:<Type>`, is counted, and the RL loop masks the
+response out of training. Only `max_consecutive_failures` failures in a row raise (VerifierDown),
+to stop a run whose judge is gone. What is the response's own fault stays a verdict the verifier
+returns itself: a math comparison that runs past its own deadline on a pathological answer scores
+0. Verdicts are cached by (verifier, answer, label, prompt), since groups repeat responses and
+epochs repeat prompts; transient failures never are.
 
 Pure asyncio, no Ray: the RL loop runs one `RewardService` per reward actor, `olmorl verify` one
 in-process.
@@ -21,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifiers.base import Verifier, VerifierResult
-from verifiers.scoring import RowScore, check_built, combine, pair_labels
+from verifiers.scoring import RowScore, check_built, combine, no_answer, pair_labels
+from verifiers.thinking import final_answer
 
 
 @dataclass(frozen=True)
@@ -133,12 +137,18 @@ class RewardService:
         self._failing = {name: 0 for name in self.verifiers}  # failed calls in a row
         self._last_error: dict[str, str | None] = {name: None for name in self.verifiers}
 
-    async def score(self, row: Mapping[str, Any], response: str) -> RowScore:
-        """The row's reward for `response`: its verifiers run concurrently, each under its limits."""
+    async def score(
+        self, row: Mapping[str, Any], response: str, thinking: bool = False
+    ) -> RowScore:
+        """The row's reward for `response`: its verifiers run concurrently on its answer, each
+        under its limits (`thinking` as in `scoring.score_row`)."""
         pairs = pair_labels(row["dataset"], row["ground_truth"])
         check_built(pairs, self.verifiers)
+        answer = final_answer(response, thinking)
+        if answer is None:
+            return no_answer(pairs, self.weights)
         results = await asyncio.gather(
-            *(self._call(name, response, label, row) for name, label in pairs)
+            *(self._call(name, answer, label, row) for name, label in pairs)
         )
         return combine(pairs, results, self.weights)
 

@@ -31,6 +31,10 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Olmo 3 Think's: the same, with the generation prompt opening the reasoning block, so that a
+# response holds `</think>` but no `<think>`.
+THINK_START, THINK_END = "<think>", "</think>"
+THINK_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("assistant\n' }}", "assistant\n<think>' }}")
 
 _TASK_PHRASES = (
     "Write the word",
@@ -78,15 +82,19 @@ def _build_bpe_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Train the tiny chat tokenizer; the same vocabulary on every call."""
+def build_tiny_tokenizer(thinking: bool = False) -> PreTrainedTokenizerFast:
+    """Train the tiny chat tokenizer; the same vocabulary on every call. `thinking`: Olmo 3
+    Think's format, the think tags added as special tokens after every other id."""
+    bpe = _build_bpe_tokenizer()
+    if thinking:
+        bpe.add_special_tokens([THINK_START, THINK_END])
     return PreTrainedTokenizerFast(
-        tokenizer_object=_build_bpe_tokenizer(),
+        tokenizer_object=bpe,
         bos_token=END_OF_TEXT,
         eos_token=IM_END,
         pad_token=PAD,
-        extra_special_tokens=[IM_START],
-        chat_template=CHAT_TEMPLATE,
+        extra_special_tokens=[IM_START, *((THINK_START, THINK_END) if thinking else ())],
+        chat_template=THINK_CHAT_TEMPLATE if thinking else CHAT_TEMPLATE,
         # The default cleanup rewrites " ," to "," on decode, which breaks the round trip.
         clean_up_tokenization_spaces=False,
     )

@@ -33,20 +33,22 @@ def build_step_batch(
     groups: Sequence[ScoredGroup], algo: AlgorithmConfig, world_size: int, micro_batch_tokens: int
 ) -> StepBatch:
     completions = [c for g in groups for c in g.group.completions]
-    rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float64)  # [G, n]
-    truncated = torch.tensor([[c.truncated for c in g.group.completions] for g in groups])  # [G, n]
-    shaped = _shaped_rewards(rewards, truncated, algo)
-    advantages = group_advantages(shaped, normalize_std=algo.normalize_advantage_std)  # [G, n]
+    shaped, scored = _shaped_rewards(groups, algo)  # [G, n] each
+    advantages = group_advantages(
+        shaped, normalize_std=algo.normalize_advantage_std, scored=scored
+    )  # [G, n]
     degenerate = (
-        zero_variance_groups(shaped)
+        zero_variance_groups(shaped, scored=scored)
         if algo.filter_zero_variance
-        else torch.zeros(len(groups), dtype=torch.bool)
+        # A group with one scored response has nothing to be compared with, filter or not.
+        else scored.sum(dim=1) < 2
     )
     kept = [i for i in range(len(groups)) if not degenerate[i]]
     stats = {
         **reward_stats(groups),
         "response_tokens": sum(len(c.token_ids) for c in completions) / len(completions),
-        "truncation_rate": float(truncated.float().mean()),
+        "truncation_rate": sum(c.truncated for c in completions) / len(completions),
+        "responses_masked": float((~scored).sum()),
         "groups_filtered": float(degenerate.sum()),
         "groups_trained": float(len(kept)),
     }
@@ -61,7 +63,7 @@ def build_step_batch(
             )
             for g in chunk
             for j, c in enumerate(groups[g].group.completions)
-            if not (algo.mask_truncated and c.truncated)
+            if scored[g, j] and not (algo.mask_truncated and c.truncated)
         ]
         if not trajectories:
             continue
@@ -74,14 +76,18 @@ def build_step_batch(
 
 
 def is_degenerate(group: ScoredGroup, algo: AlgorithmConfig) -> bool:
-    """Whether the group's shaped rewards are all equal, so it carries no gradient."""
-    rewards = torch.tensor([group.rewards], dtype=torch.float64)
-    truncated = torch.tensor([[c.truncated for c in group.group.completions]])
-    return bool(zero_variance_groups(_shaped_rewards(rewards, truncated, algo))[0])
+    """Whether the group's scored responses all have the same shaped reward (or are fewer than
+    two), so it carries no gradient."""
+    shaped, scored = _shaped_rewards([group], algo)
+    return bool(zero_variance_groups(shaped, scored=scored)[0])
 
 
-def _shaped_rewards(rewards: Tensor, truncated: Tensor, algo: AlgorithmConfig) -> Tensor:
-    return rewards - algo.truncation_penalty * truncated
+def _shaped_rewards(groups: Sequence[ScoredGroup], algo: AlgorithmConfig) -> tuple[Tensor, Tensor]:
+    """The rewards with the truncation penalty, and which responses were scored; # [G, n] each."""
+    rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float64)
+    truncated = torch.tensor([[c.truncated for c in g.group.completions] for g in groups])
+    scored = torch.tensor([g.scored for g in groups])
+    return rewards - algo.truncation_penalty * truncated, scored
 
 
 def _split_evenly(items: list[int], parts: int) -> list[list[int]]:
@@ -95,10 +101,14 @@ def _split_evenly(items: list[int], parts: int) -> list[list[int]]:
 
 
 def reward_stats(groups: Sequence[ScoredGroup]) -> dict[str, float]:
-    """`reward`: the mean over every response; `reward/<name>`: the mean score over the responses
-    that verifier scored, not all of them. Empty when there are no groups."""
-    scores: dict[str, list[float]] = {"reward": [r for g in groups for r in g.rewards]}
+    """`reward`: the mean over every scored response; `reward/<name>`: the mean score over the
+    scored responses that verifier scored, not all of them. Empty when nothing was scored."""
+    scores: dict[str, list[float]] = {
+        "reward": [r for g in groups for r, ok in zip(g.rewards, g.scored) if ok]
+    }
     for g in groups:
         for name, values in g.verifier_scores.items():
-            scores.setdefault(f"reward/{name}", []).extend(values)
+            scores.setdefault(f"reward/{name}", []).extend(
+                v for v, ok in zip(values, g.scored) if ok
+            )
     return {key: sum(v) / len(v) for key, v in sorted(scores.items()) if v}

@@ -14,6 +14,7 @@ from ray.exceptions import RayActorError
 
 from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
+from olmorl.data.thinking import response_decoder
 from olmorl.rl.batch import StepBatch
 from olmorl.rl.producer import ProducerSettings, RolloutProducer
 from olmorl.rl.prompts import PromptSampler
@@ -163,6 +164,7 @@ class RLCluster:
         """
         algo = algo or self.cfg.algo
         workers = self.reward_workers
+        decode = response_decoder(tokenizer)
 
         def generate(prompt: int, engine: int, prompt_ids: list[int], n: int, seed: int):
             length = None if fixed_lengths is None else fixed_lengths[prompt]
@@ -170,10 +172,10 @@ class RLCluster:
             return actor.generate.remote(prompt_ids, n, seed, fixed_length=length).future()
 
         def score(prompt: int, row, responses):
-            texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in responses]
+            texts = [decode(ids) for ids in responses]
             # By prompt, so that a prompt's repeated responses meet the same worker's cache.
             worker = workers[prompt % len(workers)]
-            return worker.score_group.remote(row, texts).future()
+            return worker.score_group.remote(row, texts, prompts[prompt].thinking).future()
 
         return RolloutProducer(
             ProducerSettings.from_algo(algo, self.cfg.run.seed),

@@ -26,6 +26,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from transformers import AutoTokenizer
 
     from olmorl.data.prompts import load_prompts
+    from olmorl.data.thinking import opens_thinking
     from olmorl.io import atomic_write_text
     from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
     from olmorl.ray_init import init_ray
@@ -41,7 +42,10 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     rows, prompt_ids, report = load_prompts(cfg.data, tokenizer, available_verifiers())
-    prompts = [Prompt(ids, row.as_verifier_row()) for ids, row in zip(prompt_ids, rows)]
+    prompts = [
+        Prompt(ids, row.as_verifier_row(), opens_thinking(row, tokenizer, cfg.data.prompt_format))
+        for ids, row in zip(prompt_ids, rows)
+    ]
     verifier_names = sorted({name for r in rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 

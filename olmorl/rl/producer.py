@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from olmorl.config import AlgorithmConfig
 from olmorl.rl.batch import is_degenerate, reward_stats
 from olmorl.rl.prompts import PromptSampler
-from olmorl.rl.types import Completion, Prompt, PromptGroup, ScoredGroup
+from olmorl.rl.types import Completion, GroupScores, Prompt, PromptGroup, ScoredGroup
 from verifiers.service import VerifierDown
 
 # Zero-variance groups resampled in one step, per group in the batch, before giving up.
@@ -40,7 +40,7 @@ RESAMPLE_LIMIT = 50
 GenerateFn = Callable[[int, int, list[int], int, int], Future]
 """(prompt index, engine index, prompt token ids, n, seed) -> Future[list[Completion]]."""
 ScoreFn = Callable[[int, Mapping, list[Sequence[int]]], Future]
-"""(prompt index, row, each response's token ids) -> Future[(rewards, per-verifier scores)]."""
+"""(prompt index, row, each response's token ids) -> Future[GroupScores]."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class ProducerSettings:
     active_sampling: bool
     """Replace zero-variance groups as they arrive, so every batch is full."""
     pass_rate_exclusion: float | None
-    """Prompts whose mean reward exceeds this leave later epochs."""
+    """Prompts whose pass rate (mean over the scored responses of each one's mean verifier
+    score, in [0, 1]) exceeds this leave later epochs."""
     seed: int
 
     @classmethod
@@ -190,6 +191,8 @@ class RolloutProducer:
             "requests_aborted": float(counts["aborted"]),
             "engine_failures": float(counts["engine_failures"]),
             "prompts_excluded": float(counts["excluded"]),
+            # Responses a verifier failed on (not the response's fault): masked, never trained on.
+            "responses_unscored": float(counts["unscored"]),
             **{f"staleness/{lag}": n / sum(lags.values()) for lag, n in sorted(lags.items())},
         }
         return TakenBatch(taken, stats)
@@ -260,7 +263,7 @@ class RolloutProducer:
                             texts = [c.token_ids for c in group.completions]
                             scoring[self.score(prompt, self.prompts[prompt].row, texts)] = group
                     else:
-                        self._scored(scoring.pop(future), *future.result())
+                        self._scored(scoring.pop(future), future.result())
         except BaseException as e:  # noqa: BLE001 -- handed to the learner's thread by take()
             with self._cond:
                 self._error = e
@@ -312,12 +315,18 @@ class RolloutProducer:
                 return None
         return PromptGroup(prompt, tuple(self.prompts[prompt].token_ids), tuple(completions))
 
-    def _scored(self, group: PromptGroup, rewards, per_verifier) -> None:
-        scored = ScoredGroup(group, tuple(rewards), dict(per_verifier))
+    def _scored(self, group: PromptGroup, scores: GroupScores) -> None:
+        scored = ScoredGroup(group, scores.rewards, scores.verifier_scores, scores.unscored)
         threshold = self.settings.pass_rate_exclusion
+        pass_rates = [p for p, ok in zip(scores.pass_rates, scored.scored) if ok]
         with self._cond:
             self._sampled.append(scored)
-            if threshold is not None and sum(rewards) / len(rewards) > threshold:
+            self._counts["unscored"] += len(scores.rewards) - len(pass_rates)
+            if (
+                threshold is not None
+                and pass_rates
+                and sum(pass_rates) / len(pass_rates) > threshold
+            ):
                 self.sampler.exclude(group.prompt_index)
                 self._counts["excluded"] += 1
             if self.settings.active_sampling and is_degenerate(scored, self.algo):

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from olmorl.config import VerifiersConfig
+from olmorl.rl.types import GroupScores
 
 
 class RewardWorker:
@@ -28,15 +29,22 @@ class RewardWorker:
         )
 
     async def score_group(
-        self, row: Mapping[str, Any], responses: Sequence[str]
-    ) -> tuple[tuple[float, ...], dict[str, tuple[float, ...]]]:
-        """Each response's reward, and each verifier's scores, for one prompt's group."""
-        scores = await asyncio.gather(*(self.service.score(row, r) for r in responses))
+        self, row: Mapping[str, Any], responses: Sequence[str], thinking: bool = False
+    ) -> GroupScores:
+        """The verdicts on one prompt's responses (`thinking`: the prompt opened a think block)."""
+        scores = await asyncio.gather(
+            *(self.service.score(row, r, thinking=thinking) for r in responses)
+        )
         per_verifier = {
             name: tuple(s.per_verifier.get(name, 0.0) for s in scores)
             for name in dict.fromkeys(k for s in scores for k in s.per_verifier)
         }
-        return tuple(s.score for s in scores), per_verifier
+        return GroupScores(
+            rewards=tuple(s.score for s in scores),
+            verifier_scores=per_verifier,
+            pass_rates=tuple(s.pass_rate for s in scores),
+            unscored=tuple(s.transient for s in scores),
+        )
 
     def take_stats(self):
         """Per-verifier counters and latencies since the last call (`VerifierStats` by name)."""

@@ -11,6 +11,9 @@ class Prompt:
     """The prompt after the chat template (or plain format), tokenized."""
     row: dict
     """The data row the verifiers see (messages, ground_truth, dataset and extra fields)."""
+    thinking: bool = False
+    """The prompt opened a think block (a Think chat template): the verifiers score only the
+    text after `</think>`, and a response without one has no answer."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,22 @@ class PromptGroup:
 
 
 @dataclass(frozen=True)
+class GroupScores:
+    """A reward worker's verdicts on one prompt's responses, one entry per response."""
+
+    rewards: tuple[float, ...]
+    """Each response's reward (weighted sum over the row's verifiers)."""
+    verifier_scores: dict[str, tuple[float, ...]]
+    """Per verifier, each response's score, for per-verifier reward curves."""
+    pass_rates: tuple[float, ...]
+    """Each response's mean unweighted verifier score, in [0, 1] however many verifiers the row
+    names (what `algo.pass_rate_exclusion` compares)."""
+    unscored: tuple[bool, ...]
+    """True where a verifier failed for a reason that is not the response's (a timeout of the
+    call, a crash, an unreachable judge): its reward is no verdict and it is never trained on."""
+
+
+@dataclass(frozen=True)
 class ScoredGroup:
     """A group with the verifiers' rewards, one per completion."""
 
@@ -60,3 +79,10 @@ class ScoredGroup:
     """Each response's reward (weighted sum over the row's verifiers)."""
     verifier_scores: dict[str, tuple[float, ...]]
     """Per verifier, each response's score, for per-verifier reward curves."""
+    unscored: tuple[bool, ...] = ()
+    """As `GroupScores.unscored`; empty when every response was scored."""
+
+    @property
+    def scored(self) -> tuple[bool, ...]:
+        """Per response, whether its reward is a verdict (trained on, counted in reward means)."""
+        return tuple(not u for u in self.unscored) or (True,) * len(self.rewards)

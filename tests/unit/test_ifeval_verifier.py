@@ -8,7 +8,7 @@ import pytest
 
 from verifiers import VerifierResult, build_verifier, get_verifier_class
 from verifiers.ifeval import IFEvalVerifier
-from verifiers.ifeval.verifier import final_answer, parse_label
+from verifiers.ifeval.verifier import parse_label
 
 # Two constraints: no commas, and exactly 2 bullet points.
 LABEL = {
@@ -61,19 +61,6 @@ def test_parsed_label_drops_null_kwargs() -> None:
     label = repr([{"instruction_id": ["startend:quotation"], "kwargs": [{"num_words": None}]}])
     [constraint] = parse_label(label)
     assert constraint.kwargs == {}
-
-
-@pytest.mark.parametrize(
-    ("response", "expected"),
-    [
-        ("<think>a, b</think>\n  answer  ", "answer"),
-        ("<think>x</think>draft</think> final ", "final"),  # the last </think> counts
-        ("no thinking at all ", "no thinking at all"),
-        ("<think>still thinking, cut off", ""),  # no answer yet
-    ],
-)
-def test_final_answer(response: str, expected: str) -> None:
-    assert final_answer(response) == expected
 
 
 def test_a_constraint_met_only_while_thinking_does_not_count() -> None:

@@ -193,3 +193,47 @@ def test_a_verifier_that_keeps_failing_degrades_then_stops_the_run() -> None:
     except VerifierDown as e:
         again = pickle.loads(pickle.dumps(e))
         assert (again.name, again.failures) == ("judge", 5) and str(again) == str(e)
+
+
+def test_an_infrastructure_failure_makes_the_row_score_no_verdict() -> None:
+    # A call past the service's limit or one that raises says nothing of the response: the row's
+    # score is transient (masked by the RL loop), even when its other verifier gave a verdict.
+    service = RewardService(
+        {"hangs": Scripted(hang=True), "raises": Scripted(failures=1), "fine": Scripted()},
+        limits={"hangs": CallLimits(timeout_s=0.2)},
+    )
+
+    async def run():
+        return await asyncio.gather(
+            service.score(row(["fine", "hangs"]), "a"),
+            service.score(row(["fine", "raises"]), "a"),
+            service.score(row("fine"), "a"),
+        )
+
+    timed_out, raised, fine = asyncio.run(run())
+    assert (timed_out.score, timed_out.transient) == (1.0, True)
+    assert timed_out.reasons == {"fine": "scripted", "hangs": "timeout"}
+    assert (raised.transient, raised.reasons["raises"]) == (True, "error:RuntimeError")
+    assert (fine.score, fine.transient) == (1.0, False)
+
+
+def test_a_math_comparison_past_its_own_deadline_is_a_cached_verdict() -> None:
+    # A pathological answer is the answer's fault: 0, kept in the cache like any verdict.
+    from verifiers.math import MathVerifier
+
+    math = MathVerifier(MathVerifier.Config(timeout_s=1.0))
+    service = RewardService({"math": math})
+    try:
+        first, again = (
+            asyncio.run(service.score(row("math", "10"), r"\boxed{9^{9^{9}}}")) for _ in range(2)
+        )
+        assert (first.score, first.reasons, first.transient) == (0.0, {"math": "timeout"}, False)
+        assert again == first and service.take_stats()["math"].cache_hits == 1
+    finally:
+        math.close()
+
+
+def test_a_row_pass_rate_is_the_mean_of_its_verifiers_whatever_their_weights() -> None:
+    service = RewardService({"x": Scripted(), "y": Scripted()}, weights={"x": 2.0})
+    score = asyncio.run(service.score(row(["x", "y"], ["a", "b"]), "a"))
+    assert (score.score, score.pass_rate) == (2.0, 0.5)

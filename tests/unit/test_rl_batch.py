@@ -9,7 +9,7 @@ from olmorl.rl.prompts import PromptSampler
 from olmorl.rl.types import Completion, PromptGroup, ScoredGroup
 
 
-def group(index: int, rewards, lengths, truncated=()):
+def group(index: int, rewards, lengths, truncated=(), unscored=()):
     completions = tuple(
         Completion(
             token_ids=tuple(range(100, 100 + n)),
@@ -20,7 +20,10 @@ def group(index: int, rewards, lengths, truncated=()):
         for j, n in enumerate(lengths)
     )
     return ScoredGroup(
-        PromptGroup(index, (1, 2, 3), completions), tuple(rewards), {"math": tuple(rewards)}
+        PromptGroup(index, (1, 2, 3), completions),
+        tuple(rewards),
+        {"math": tuple(rewards)},
+        tuple(j in unscored for j in range(len(lengths))),
     )
 
 
@@ -127,3 +130,26 @@ def test_a_response_spanning_a_weight_update_keeps_its_sampling_time_logprobs():
     (row,) = batch.per_rank[0][0].rows
     sampled = row.sampler_logprobs[row.loss_mask].tolist()
     assert sampled[:5] == pytest.approx([-0.1, -0.2, -0.3, -0.4, -0.5])
+
+
+def test_an_unscored_response_stays_out_of_its_group_mean_and_the_loss():
+    # Response 2 (length 7) met a verifier timeout and reads 0: no verdict. Over the two scored
+    # responses the mean is 0.5 → advantages (+0.5, −0.5); counting the 0 would make the mean
+    # 1/3 and push a response down for the verifier's failure.
+    groups = [group(0, [1, 0, 0], [4, 5, 7], unscored={2})]
+    batch = build_step_batch(groups, AlgorithmConfig(group_size=3, prompts_per_step=1), 1, 64)
+    (row,) = batch.per_rank[0][0].rows
+    assert sorted(set(row.advantages[row.loss_mask].tolist())) == [-0.5, 0.5]
+    assert batch.per_rank[0][0].total_loss_tokens == 4 + 5
+    assert batch.stats["responses_masked"] == 1 and batch.stats["reward"] == 0.5
+
+
+def test_a_group_with_one_scored_response_is_filtered_as_it_has_no_comparison():
+    groups = [group(0, [1, 0, 0], [4, 5, 7], unscored={1, 2}), group(1, [0, 1, 1], [2, 2, 2])]
+    for filter_zero_variance in (True, False):
+        algo = AlgorithmConfig(
+            group_size=3, prompts_per_step=2, filter_zero_variance=filter_zero_variance
+        )
+        batch = build_step_batch(groups, algo, 1, 64)
+        assert batch.stats["groups_trained"] == 1
+        assert batch.per_rank[0][0].total_loss_tokens == 6

@@ -1,6 +1,7 @@
 """The rollout producer's policy with engines and reward workers faked by thread pools:
 batch sizes under active sampling, the staleness bound, aborted requests sent again."""
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ import pytest
 from olmorl.config import AlgorithmConfig
 from olmorl.rl.producer import ProducerSettings, RolloutProducer
 from olmorl.rl.prompts import PromptSampler
-from olmorl.rl.types import Completion, Prompt
+from olmorl.rl.types import Completion, GroupScores, Prompt
 
 GROUP = 4
 
@@ -44,7 +45,7 @@ class FakeCluster:
         return self.pool.submit(run)
 
     def score(self, prompt, row, token_ids) -> Future:
-        return self.pool.submit(lambda: (self.rewards(row["i"]), {"v": self.rewards(row["i"])}))
+        return self.pool.submit(lambda: verdicts(self.rewards(row["i"])))
 
     def producer(self, snapshot=None, **algo) -> RolloutProducer:
         """A started producer over these engines, continuing from `snapshot` if given."""
@@ -62,6 +63,12 @@ class FakeCluster:
             producer.restore(snapshot)
         producer.start()
         return producer
+
+
+def verdicts(rewards, unscored=None) -> GroupScores:
+    """A reward worker's answer for a group scored by one verifier `v`."""
+    rewards = tuple(rewards)
+    return GroupScores(rewards, {"v": rewards}, rewards, tuple(unscored or [False] * len(rewards)))
 
 
 def train(
@@ -319,3 +326,41 @@ def test_requests_of_a_dead_engine_go_again_and_its_replacement_rejoins() -> Non
     assert Counter(trained) == Counter(PromptSampler(40, seed=0).take(30))
     assert lost == [0] and sum(b.stats["engine_failures"] for b in batches) == 1
     assert state["after"] > 0  # the replacement took requests again
+
+
+def test_a_row_scored_by_two_verifiers_is_excluded_by_its_pass_rate_not_its_summed_reward():
+    # Verifiers a and b each pass half of every group: each response's reward (their sum) is 1,
+    # but its pass rate is 0.5, below the 0.9 threshold: the prompt is not solved.
+    from olmorl.config import VerifiersConfig
+    from olmorl.rl.rewards import RewardWorker
+
+    worker = RewardWorker(VerifiersConfig(), ["contains"])
+    row = {"dataset": ["contains", "contains"], "ground_truth": ["a", "b"]}
+    cluster = FakeCluster(8, rewards=lambda p: [0.0, 1.0] * 2)
+    half = asyncio.run(worker.score_group(row, ["a", "a", "b", "b"]))
+    assert half.rewards == (1.0,) * 4 and half.pass_rates == (0.5,) * 4
+    solved = asyncio.run(worker.score_group(row, ["a b", "a b", "a b", "b"]))
+    assert solved.pass_rates == (1.0, 1.0, 1.0, 0.5)  # mean 0.875
+    cluster.score = lambda prompt, row, ids: cluster.pool.submit(lambda: half)
+    batches = train(
+        cluster,
+        cluster.producer(
+            prompts_per_step=2, async_steps=0, pass_rate_exclusion=0.9, active_sampling=False
+        ),
+        steps=8,
+    )
+    assert sum(b.stats["prompts_excluded"] for b in batches) == 0
+    trained = [g.group.prompt_index for b in batches for g in b.groups]
+    assert sorted(trained) == sorted(list(range(8)) * 2)  # both epochs hold every prompt
+
+
+def test_unscored_responses_are_counted_and_left_out_of_the_reward():
+    # Response 3 of every group met a verifier timeout: no verdict, so the reward is over 3.
+    cluster = FakeCluster(20)
+    cluster.score = lambda prompt, row, ids: cluster.pool.submit(
+        lambda: verdicts([1.0, 0.0, 1.0, 0.0], unscored=[False, False, False, True])
+    )
+    batches = train(cluster, cluster.producer(prompts_per_step=2, async_steps=0), steps=3)
+    assert all(b.stats["reward"] == pytest.approx(2 / 3) for b in batches)
+    assert sum(b.stats["responses_unscored"] for b in batches) == 6
+    assert all(g.scored == (True, True, True, False) for b in batches for g in b.groups)

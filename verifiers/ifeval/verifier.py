@@ -3,7 +3,7 @@
 The label lists constraints as IFEval does, `{"instruction_id": [ids], "kwargs": [dicts]}`, or as
 Olmo 3's Dolci IF data and open-instruct carry it: that dict in a one-element list, or either as a
 JSON or Python-literal string, with every kwarg key present and the unused ones null. Only the
-answer is checked: the text after the last `</think>`, stripped (none while a `<think>` is open).
+answer is checked: the text after the last `</think>`, stripped (verifiers.thinking).
 
 A label naming an unknown instruction, or kwargs its check does not take, raises ValueError: that
 is bad data to fix, not a response to score 0.
@@ -20,8 +20,7 @@ from verifiers.base import Verifier, VerifierResult
 from verifiers.ifeval.registry import check_parameters, get_check, known_instruction_ids
 from verifiers.options import did_you_mean
 from verifiers.registry import register
-
-THINK_START, THINK_END = "<think>", "</think>"
+from verifiers.thinking import final_answer
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class IFEvalVerifier(Verifier):
 
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
         constraints = parse_label(label)  # first: a bad label raises whatever the response
-        answer = final_answer(response)
+        answer = (final_answer(response) or "").strip()
         if not answer:
             return VerifierResult(0.0, "empty_response")
         failed = [c.instruction_id for c in constraints if not run_check(c, answer)]
@@ -50,15 +49,6 @@ class IFEvalVerifier(Verifier):
         passed = len(constraints) - len(failed)
         fraction = 0.0 if self.config.all_or_nothing else passed / len(constraints)
         return VerifierResult(fraction, "failed:" + ",".join(failed))
-
-
-def final_answer(response: str) -> str:
-    """The text after the last `</think>`, stripped; "" when a `<think>` was never closed (a
-    response cut off while thinking has no answer), the whole response when it did not think."""
-    _, closed, answer = response.rpartition(THINK_END)
-    if not closed and THINK_START in response:
-        return ""
-    return answer.strip()
 
 
 def parse_label(label: Any) -> list[Constraint]:
