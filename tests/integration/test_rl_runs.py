@@ -156,6 +156,8 @@ def test_mixed_run_logs_reward_per_verifier(ray_cluster, tiny_model_dir, tmp_pat
         assert (
             sum(r[f"verifier/{name}/failures"] + r[f"verifier/{name}/timeouts"] for r in steps) == 0
         )
+    # A judge that answered and sandboxes that ran leave nothing masked as unscored.
+    assert all(r["responses_unscored"] == 0 for r in logged)
     # Two optimizer steps per rollout batch: the policy version advances by two each step.
     assert [r["policy_version"] for r in logged] == [2, 4, 6, 8]
     assert list((result.run_dir / "wandb").glob("offline-run-*"))
