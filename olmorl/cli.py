@@ -166,6 +166,40 @@ _offline_command(
 )
 
 
+@app.command("eval")
+def eval_checkpoint(
+    checkpoint: Annotated[Path, typer.Argument(help="Hugging Face checkpoint directory.")],
+    data: Annotated[Path, typer.Argument(help="Held-out prompts (RL row schema), e.g. .jsonl.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="Dotted overrides, e.g. eval.samples_per_prompt=8 eval.temperature=1."),
+    ] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(
+            help="Recipe for the engines, verifiers and eval settings; default: the config.yaml "
+            "of the run the checkpoint belongs to."
+        ),
+    ] = None,
+) -> None:
+    """Held-out reward and pass@k of a checkpoint, as an RL run's own evaluation logs them."""
+    recipe = recipe or checkpoint.resolve().parent.parent / "config.yaml"
+    if not recipe.is_file():
+        raise _fail(f"no recipe: {recipe} does not exist; name one with --recipe")
+    cfg = _load_rl_config(
+        recipe, [f"model.path={checkpoint}", f"eval.data=[{data}]", *(overrides or [])]
+    )
+    from olmorl.data.loading import DataError
+    from olmorl.rl.eval_job import EvalSetupError, evaluate_checkpoint
+
+    try:
+        metrics = evaluate_checkpoint(cfg)
+    except (DataError, EvalSetupError) as e:
+        raise _fail(str(e)) from None
+    for key, value in metrics.items():
+        typer.echo(f"{key:<32} {value:.4f}")
+
+
 @app.command("tiny-model")
 def tiny_model(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write the model and tokenizer to.")],
@@ -343,14 +377,16 @@ def data_synth(
     ] = False,
     split: Annotated[
         str,
-        typer.Option(help="chat-copy, preference-copy: train, or eval (held-out combinations)."),
+        typer.Option(
+            help="target-token, *-copy: train, or eval (held-out phrasing × word combinations)."
+        ),
     ] = "train",
 ) -> None:
     """Write a small synthetic RL data set in the Dolci row schema."""
     from olmorl.data.synth import build_synthetic_rows, write_jsonl
 
     if kind == "target-token":
-        options = {"num_targets": num_targets, "exclusive": exclusive}
+        options = {"num_targets": num_targets, "exclusive": exclusive, "split": split}
     elif kind in ("chat-copy", "preference-copy"):
         options = {"num_targets": num_targets, "split": split}
     else:

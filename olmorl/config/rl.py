@@ -141,6 +141,29 @@ class VerifiersConfig(StrictConfig):
     """Results kept per reward worker, keyed by (verifier, response, label, prompt)."""
 
 
+class EvalConfig(StrictConfig):
+    data: list[str] = Field(default_factory=list)
+    """Held-out prompt data sets (the training row schema), sampled by the run's engines at step
+    0, every `every` steps and at the end; never trained on. Empty: no evaluation."""
+    every: int = Field(default=0, ge=0)
+    """Steps between evaluations; 0 evaluates only at the start and the end."""
+    samples_per_prompt: int = Field(default=1, ge=1)
+    """Responses per held-out prompt; pass@k is logged for k = this."""
+    temperature: float = Field(default=0.0, ge=0)
+    """Sampling temperature of the evaluation; 0 is greedy."""
+    max_prompts: int | None = Field(default=None, ge=1)
+    """Evaluate on the first this many held-out prompts; null takes them all."""
+
+    @model_validator(mode="after")
+    def _greedy_samples_differ(self) -> Self:
+        if self.temperature == 0 and self.samples_per_prompt > 1:
+            raise ValueError(
+                "eval.samples_per_prompt > 1 needs eval.temperature > 0: greedy samples of one "
+                "prompt are all the same response"
+            )
+        return self
+
+
 class RLConfig(StrictConfig):
     model: ModelConfig
     """Policy checkpoint."""
@@ -154,6 +177,8 @@ class RLConfig(StrictConfig):
     """The OlmoRL objective."""
     verifiers: VerifiersConfig = VerifiersConfig()
     """Reward service."""
+    eval: EvalConfig = EvalConfig()
+    """Held-out evaluation during the run."""
     run: RunConfig = RunConfig()
     """Outputs, seed, length of the run."""
 

@@ -1,8 +1,9 @@
 """Small synthetic RL data sets for tests and tiny recipes, in the Dolci row schema.
 
-- `target-token`: "Write the word t5." rewarded by the `contains` verifier. A randomly initialised
-  tiny model learns it from RL alone (the tiny tokenizer makes t0..t63 single tokens); writing
-  several target words also earns the reward unless the set is `exclusive`.
+- `target-token`: "Write the word t5." (or another phrasing of the copy sets below, with their
+  held-out split) rewarded by the `contains` verifier. A randomly initialised tiny model learns it
+  from RL alone (the tiny tokenizer makes t0..t63 single tokens); writing several target words
+  also earns the reward unless the set is `exclusive`.
 - `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier.
 - `chat-copy` (SFT) and `preference-copy` (DPO): a request, in one of several phrasings, to write
   a target word; the reply (chosen) is that word, the rejected reply another one. `split="eval"`
@@ -70,17 +71,15 @@ def preference_copy_rows(
 
 
 def target_token_rows(
-    n: int, num_targets: int = 8, seed: int = 0, exclusive: bool = False
+    n: int, num_targets: int = 8, seed: int = 0, exclusive: bool = False, split: str = "train"
 ) -> list[dict]:
-    """With `exclusive`, the other target words are forbidden, so writing them all earns nothing."""
-    if not 1 <= num_targets <= MAX_TARGETS:
-        raise ValueError(f"num_targets must be in [1, {MAX_TARGETS}], got {num_targets}")
-    rng = random.Random(seed)
+    """Requests to write a target word, in the phrasings of the copy sets and with their
+    held-out `split`. With `exclusive`, the other target words are forbidden, so writing them
+    all earns nothing."""
     words = [f"t{i}" for i in range(num_targets)]
     rows = []
-    for _ in range(n):
-        word = rng.choice(words)
-        row = _row(f"Write the word {word}.", word, "contains")
+    for request, word in _copy_requests(n, num_targets, seed, split):
+        row = _row(request, word, "contains")
         if exclusive:
             row["forbidden_words"] = [w for w in words if w != word]
         rows.append(row)

@@ -51,21 +51,11 @@ class RLCluster:
         verifiers = (
             _with_judge_url(cfg.verifiers, ray.get(judge_url)) if judge_url else cfg.verifiers
         )
-        self.reward_workers = [
-            ray.remote(RewardWorker).options(num_cpus=0).remote(verifiers, verifier_names)
-            for _ in range(verifiers.num_workers)
-        ]
+        self.reward_workers = new_reward_workers(verifiers, verifier_names)
         self.version = 0
 
     def _new_engine(self, index: int) -> ray.actor.ActorHandle:
-        cfg = self.cfg
-        gpu = 1 if torch.cuda.is_available() else 0
-        max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
-        return (
-            ray.remote(RolloutEngine)
-            .options(num_cpus=1, num_gpus=gpu * cfg.rollout.tensor_parallel_size)
-            .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
-        )
+        return new_engine(self.cfg, index)
 
     def replace_engine(self, index: int) -> None:
         """Engine `index` died: starts a replacement in the background. It serves nothing until
@@ -189,6 +179,11 @@ class RLCluster:
             on_engine_lost=self.replace_engine,
         )
 
+    def evaluate(self, prompts: Sequence[Prompt], tokenizer) -> dict[str, float]:
+        """`eval/...` metrics of the weights the engines serve now, on held-out `prompts`; the
+        producer's requests go on beside it."""
+        return evaluate_on(self._live_engines(), self.reward_workers, self.cfg, prompts, tokenizer)
+
     def engine_stats(self) -> dict[str, float]:
         """Each engine's tokens/s, and the engines' mean busy, occupancy and paused fractions,
         since the last call."""
@@ -234,13 +229,13 @@ class RLCluster:
     def shutdown(self) -> None:
         # After a failure some actors may be dead or stuck: each gets a bounded wait to stop its
         # engine processes cleanly, then every actor is killed.
-        _wait_quietly(
+        wait_quietly(
             [a.shutdown.remote() for a in self.rollout_actors]
             + [w.shutdown.remote() for w in self.reward_workers]
         )
         self.learners.shutdown()
         if self.judge_server is not None:
-            _wait_quietly([self.judge_server.shutdown.remote()])
+            wait_quietly([self.judge_server.shutdown.remote()])
             ray.kill(self.judge_server)
         with self._replacing:
             replacements = list(self._replacements.values())
@@ -248,11 +243,57 @@ class RLCluster:
             ray.kill(actor)
 
 
+def new_engine(cfg: RLConfig, index: int) -> ray.actor.ActorHandle:
+    """Rollout engine `index` of the run as a Ray actor (not started)."""
+    gpu = 1 if torch.cuda.is_available() else 0
+    max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
+    return (
+        ray.remote(RolloutEngine)
+        .options(num_cpus=1, num_gpus=gpu * cfg.rollout.tensor_parallel_size)
+        .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
+    )
+
+
+def new_reward_workers(
+    verifiers: VerifiersConfig, verifier_names: Sequence[str]
+) -> list[ray.actor.ActorHandle]:
+    """`verifiers.num_workers` reward actors serving the named verifiers."""
+    return [
+        ray.remote(RewardWorker).options(num_cpus=0).remote(verifiers, verifier_names)
+        for _ in range(verifiers.num_workers)
+    ]
+
+
+def evaluate_on(
+    engines: Sequence, reward_workers: Sequence, cfg: RLConfig, prompts: Sequence[Prompt], tokenizer
+) -> dict[str, float]:
+    """`eval/...` metrics of what `engines` serve on `prompts`, sampled as `cfg.eval` says."""
+    from olmorl.rl.evaluation import evaluate
+
+    settings = cfg.eval
+    decode = response_decoder(tokenizer)
+
+    def generate(engine: int, prompt_ids: list[int], n: int, seed: int):
+        call = engines[engine].generate.remote(
+            prompt_ids, n, seed, temperature=settings.temperature
+        )
+        return call.future()
+
+    def score(prompt: Prompt, responses):
+        worker = reward_workers[sum(prompt.token_ids) % len(reward_workers)]
+        texts = [decode(ids) for ids in responses]
+        return worker.score_group.remote(prompt.row, texts, prompt.thinking).future()
+
+    return evaluate(
+        prompts, settings.samples_per_prompt, len(engines), generate, score, cfg.run.seed
+    )
+
+
 class EngineLost(RuntimeError):
     """A rollout engine died and could not be replaced."""
 
 
-def _wait_quietly(refs: list[ray.ObjectRef], timeout_s: float = 60.0) -> None:
+def wait_quietly(refs: list[ray.ObjectRef], timeout_s: float = 60.0) -> None:
     from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
     for ref in refs:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from olmorl.config import RLConfig, write_resolved_config
+from olmorl.config.components import DataConfig
+from olmorl.data.rl_rows import RLRow
 from olmorl.rl.types import Prompt
 from olmorl.train.loop import RunResult
 
@@ -25,8 +27,6 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from olmorl.data.prompts import load_prompts
-    from olmorl.data.thinking import opens_thinking
     from olmorl.io import atomic_write_text
     from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
     from olmorl.ray_init import init_ray
@@ -37,16 +37,17 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
     from olmorl.train.learners import LearnerFailed, LearnerStalled
     from olmorl.train.loop import skipped_rows
-    from verifiers import available_verifiers
     from verifiers.service import VerifierDown
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    rows, prompt_ids, report = load_prompts(cfg.data, tokenizer, available_verifiers())
-    prompts = [
-        Prompt(ids, row.as_verifier_row(), opens_thinking(row, tokenizer, cfg.data.prompt_format))
-        for ids, row in zip(prompt_ids, rows)
-    ]
-    verifier_names = sorted({name for r in rows for name in r.verifier_names})
+    rows, prompts, report = load_rl_prompts(cfg.data, tokenizer)
+    eval_rows, eval_prompts, eval_report = (
+        load_rl_prompts(cfg.data.model_copy(update={"train": cfg.eval.data}), tokenizer)
+        if cfg.eval.data
+        else ([], [], {})
+    )
+    eval_prompts = eval_prompts[: cfg.eval.max_prompts]
+    verifier_names = sorted({name for r in rows + eval_rows for name in r.verifier_names})
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
     found = latest_checkpoint(run_dir) if resume else None
@@ -54,8 +55,9 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     write_resolved_config(cfg, run_dir)
     for name in (METRICS_NAME, DATA_LOG_NAME):
         drop_steps_after(run_dir / name, start)
-    atomic_write_text(run_dir / "data_report.json", json.dumps({"train": report}, indent=1))
-    skipped = skipped_rows({"train": report})
+    splits = {"train": report, **({"eval": eval_report} if eval_report else {})}
+    atomic_write_text(run_dir / "data_report.json", json.dumps(splits, indent=1))
+    skipped = skipped_rows(splits)
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
     data_log = (run_dir / DATA_LOG_NAME).open("a")
     started_ray = init_ray(cfg.num_actors)
@@ -67,6 +69,10 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         if found:
             cluster.learners.load(found[0])
         cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
+        first_record = {} if found else skipped  # the data report rides on the run's first line
+        if eval_prompts and not found:
+            log.log(0, {**first_record, **cluster.evaluate(eval_prompts, tokenizer)})
+            first_record = {}
         producer = cluster.producer(prompts, sampler, tokenizer)
         if found:
             producer.restore(found[1]["producer"])
@@ -81,7 +87,13 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         )
         for step in bar:
             metrics, trained_prompts = train_one_step(cluster, producer, cfg, step)
-            log.log(step, {**skipped, **metrics} if step == 1 else metrics)
+            if eval_prompts and (
+                step == cfg.run.steps or (cfg.eval.every and step % cfg.eval.every == 0)
+            ):
+                # The weights just pushed; the producer keeps sampling the next batch meanwhile.
+                metrics.update(cluster.evaluate(eval_prompts, tokenizer))
+            log.log(step, {**first_record, **metrics})
+            first_record = {}
             data_log.write(json.dumps({"step": step, "prompts": trained_prompts}) + "\n")
             data_log.flush()
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", step_s=f"{metrics['time/step']:.1f}")
@@ -109,9 +121,28 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     plot = plot_metrics(
         log.path,
         run_dir / "reward.png",
-        [("reward", "mean reward"), ("response_tokens", "response tokens")],
+        [
+            ("reward", "mean reward"),
+            *([("eval/reward", "held-out reward")] if eval_prompts else []),
+            ("response_tokens", "response tokens"),
+        ],
     )
     return RunResult(run_dir, log.path, plot, tuple(checkpoints), start)
+
+
+def load_rl_prompts(data: DataConfig, tokenizer) -> tuple[list[RLRow], list[Prompt], dict]:
+    """The rows of `data.train`, each as a Prompt for the engines and verifiers, and the report
+    of rows kept and skipped per source."""
+    from olmorl.data.prompts import load_prompts
+    from olmorl.data.thinking import opens_thinking
+    from verifiers import available_verifiers
+
+    rows, prompt_ids, report = load_prompts(data, tokenizer, available_verifiers())
+    prompts = [
+        Prompt(ids, row.as_verifier_row(), opens_thinking(row, tokenizer, data.prompt_format))
+        for ids, row in zip(prompt_ids, rows)
+    ]
+    return rows, prompts, report
 
 
 def train_one_step(

@@ -32,13 +32,8 @@ def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
         seed = None
 
     extra.setdefault("max_tokens", rollout.max_response_tokens)
-    return SamplingParams(
-        n=n,
-        temperature=rollout.temperature,
-        logprobs=0,
-        seed=seed,
-        **extra,
-    )
+    extra.setdefault("temperature", rollout.temperature)
+    return SamplingParams(n=n, logprobs=0, seed=seed, **extra)
 
 
 class RolloutEngine:
@@ -88,19 +83,23 @@ class RolloutEngine:
         n: int,
         seed: int | None = None,
         fixed_length: int | None = None,
+        temperature: float | None = None,
     ) -> list[Completion]:
         """Samples n responses to one prompt, with the logprob and policy version of every token.
 
         A weight update may land while the request runs (`inflight`): its tokens then carry
         different versions, as vLLM labels them. A request aborted by an `abort` update comes back
         with finish_reason "abort" and whatever it had generated. `fixed_length` makes every
-        response exactly that long (end-of-text ignored), for benchmarks.
+        response exactly that long (end-of-text ignored), for benchmarks. `temperature` replaces
+        rollout.temperature (held-out evaluation; 0 is greedy).
         """
         from vllm.sampling_params import RequestOutputKind
 
-        fixed = {} if fixed_length is None else {"max_tokens": fixed_length, "ignore_eos": True}
+        overrides = {} if fixed_length is None else {"max_tokens": fixed_length, "ignore_eos": True}
+        if temperature is not None:
+            overrides["temperature"] = temperature
         params = sampling_params(
-            self.rollout, n, seed, output_kind=RequestOutputKind.DELTA, **fixed
+            self.rollout, n, seed, output_kind=RequestOutputKind.DELTA, **overrides
         )
         samples = [_Sample() for _ in range(n)]
         # No token of this request can come from weights older than those held now: the version

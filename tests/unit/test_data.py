@@ -117,8 +117,12 @@ def test_target_token_rows():
         for r in exclusive
     )
     assert rows == target_token_rows(100, num_targets=4, seed=0)
-    with pytest.raises(ValueError, match=r"num_targets must be in \[1, 64\]"):
+    with pytest.raises(ValueError, match=r"num_targets must be in \[2, 64\]"):
         target_token_rows(1, num_targets=65)
+    held_out = target_token_rows(100, num_targets=4, split="eval")
+    assert not {r["messages"][0]["content"] for r in held_out} & {
+        r["messages"][0]["content"] for r in target_token_rows(400, num_targets=4)
+    }
     with pytest.raises(ValueError, match="unknown synthetic set"):
         build_synthetic_rows("poetry", 1)
 
