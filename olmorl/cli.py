@@ -74,6 +74,12 @@ _RESUME_HELP = (
 )
 
 
+_VERBOSE_HELP = (
+    "Print every actor's output (vLLM, Ray, learners) on the console, as run.verbose=true; by "
+    "default it goes to the run's logs/ and the console shows warnings and errors only."
+)
+
+
 def _run_dir(cfg, config: Path, resume: bool) -> Path:
     root = Path(cfg.run.output_dir)
     if cfg.run.name:
@@ -98,6 +104,7 @@ def rl(
         bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
     ] = False,
     resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help=_VERBOSE_HELP)] = False,
 ) -> None:
     """Run OlmoRL (RLVR) training from a recipe."""
 
@@ -106,20 +113,31 @@ def rl(
 
         return run_rl(cfg, run_dir, resume)
 
-    _run_job(RLConfig, config, overrides, dry_run, resume, run, "reward plot")
+    _run_job(RLConfig, config, overrides, dry_run, resume, verbose, run, "reward plot")
 
 
 def _run_job(
-    config_class, config: Path, overrides, dry_run: bool, resume: bool, run, plot: str
+    config_class,
+    config: Path,
+    overrides,
+    dry_run: bool,
+    resume: bool,
+    verbose: bool,
+    run,
+    plot: str,
 ) -> None:
     """Loads the recipe, runs `run(cfg, run_dir, resume)` and says where its outputs are."""
-    cfg = _load(config_class, config, overrides)
+    cfg = _load(
+        config_class, config, [*(overrides or []), *(["run.verbose=true"] if verbose else [])]
+    )
     run_dir = _run_dir(cfg, config, resume)
     if dry_run:
         typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
         return
     from olmorl.data.loading import DataError
 
+    if not cfg.run.verbose:
+        typer.echo(f"actor logs (vLLM, Ray, learners): {run_dir / 'logs'}; --verbose prints them")
     try:
         result = run(cfg, run_dir, resume)
     except DataError as e:
@@ -148,11 +166,12 @@ def _offline_command(name: str, config_class, module: str, help_text: str) -> No
             bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
         ] = False,
         resume: Annotated[bool, typer.Option("--resume", help=_RESUME_HELP)] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", help=_VERBOSE_HELP)] = False,
     ) -> None:
         import importlib
 
         run = getattr(importlib.import_module(f"olmorl.train.{module}"), f"run_{module}")
-        _run_job(config_class, config, overrides, dry_run, resume, run, "loss plot")
+        _run_job(config_class, config, overrides, dry_run, resume, verbose, run, "loss plot")
 
     command.__doc__ = help_text
     app.command(name, epilog=_options_epilog(config_class))(command)
@@ -378,7 +397,8 @@ def data_synth(
     split: Annotated[
         str,
         typer.Option(
-            help="target-token, *-copy: train, or eval (held-out phrasing × word combinations)."
+            help="train, or eval: held-out phrasing × word combinations (target-token, *-copy) "
+            "or expressions (arithmetic)."
         ),
     ] = "train",
 ) -> None:
@@ -390,7 +410,7 @@ def data_synth(
     elif kind in ("chat-copy", "preference-copy"):
         options = {"num_targets": num_targets, "split": split}
     else:
-        options = {"max_operand": max_operand}
+        options = {"max_operand": max_operand, "split": split}
     try:
         rows = build_synthetic_rows(kind, n, seed=seed, **options)
     except ValueError as e:

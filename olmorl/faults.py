@@ -12,12 +12,6 @@ import time
 FAULTS_ENV = "OLMORL_FAULTS"
 
 
-def forwarded_env() -> dict:
-    """Ray actor options that give an actor the driver's fault specs (none when unset)."""
-    specs = os.environ.get(FAULTS_ENV)
-    return {"runtime_env": {"env_vars": {FAULTS_ENV: specs}}} if specs else {}
-
-
 def planned_action(point: str, **where: object) -> str | None:
     """The action of the first spec naming `point` whose KEY=VALUE conditions all hold."""
     for spec in filter(None, os.environ.get(FAULTS_ENV, "").split(";")):

@@ -134,6 +134,9 @@ class RunConfig(StrictConfig):
     actors and, for learners, their stacks."""
     wandb: WandbConfig = WandbConfig()
     """Weights & Biases logging."""
+    verbose: bool = False
+    """Print every actor's output (vLLM, Ray, the learners) on the console; by default it goes to
+    the run's logs/ folder and the console shows progress, olmorl's messages and warnings."""
 
 
 class TrainerRunConfig(RunConfig):

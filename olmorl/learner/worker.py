@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import Tensor
 from transformers import AutoModelForCausalLM
 
+from olmorl.actor_logs import capture_output
 from olmorl.algo import (
     PackedRow,
     document_sums,
@@ -55,6 +56,7 @@ class LearnerWorker:
         algo: AlgorithmConfig | None = None,
         temperature: float = 1.0,
     ):
+        capture_output()
         self.rank, self.world_size = rank, world_size
         self.model_cfg, self.learner_cfg, self.algo = model, learner, algo
         self.temperature = temperature

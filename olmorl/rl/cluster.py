@@ -12,6 +12,7 @@ import ray
 import torch
 from ray.exceptions import RayActorError
 
+from olmorl.actor_logs import actor_options
 from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
 from olmorl.data.thinking import response_decoder
@@ -105,7 +106,7 @@ class RLCluster:
             return None
         self.judge_server = (
             ray.remote(JudgeServer)
-            .options(num_cpus=1, num_gpus=server.num_gpus)
+            .options(num_cpus=1, num_gpus=server.num_gpus, **actor_options("judge"))
             .remote(
                 server.model,
                 dtype=server.dtype,
@@ -249,7 +250,11 @@ def new_engine(cfg: RLConfig, index: int) -> ray.actor.ActorHandle:
     max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
     return (
         ray.remote(RolloutEngine)
-        .options(num_cpus=1, num_gpus=gpu * cfg.rollout.tensor_parallel_size)
+        .options(
+            num_cpus=1,
+            num_gpus=gpu * cfg.rollout.tensor_parallel_size,
+            **actor_options(f"engine-{index}"),
+        )
         .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
     )
 
@@ -259,8 +264,10 @@ def new_reward_workers(
 ) -> list[ray.actor.ActorHandle]:
     """`verifiers.num_workers` reward actors serving the named verifiers."""
     return [
-        ray.remote(RewardWorker).options(num_cpus=0).remote(verifiers, verifier_names)
-        for _ in range(verifiers.num_workers)
+        ray.remote(RewardWorker)
+        .options(num_cpus=0, **actor_options(f"reward-{index}"))
+        .remote(verifiers, verifier_names)
+        for index in range(verifiers.num_workers)
     ]
 
 

@@ -27,6 +27,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
+    from olmorl.actor_logs import actor_log_dir
     from olmorl.io import atomic_write_text
     from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
     from olmorl.ray_init import init_ray
@@ -60,7 +61,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     skipped = skipped_rows(splits)
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
     data_log = (run_dir / DATA_LOG_NAME).open("a")
-    started_ray = init_ray(cfg.num_actors)
+    started_ray = init_ray(cfg.num_actors, actor_log_dir(cfg.run, run_dir))
     cluster = None
     checkpoints: list[Path] = []
     producer = None

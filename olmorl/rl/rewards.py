@@ -8,12 +8,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from olmorl.actor_logs import capture_output
 from olmorl.config import VerifiersConfig
 from olmorl.rl.types import GroupScores
 
 
 class RewardWorker:
     def __init__(self, config: VerifiersConfig, verifier_names: Sequence[str]):
+        capture_output()
         from verifiers import build_verifier
         from verifiers.service import CallLimits, RewardService
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from olmorl.actor_logs import capture_output
 from olmorl.config import ModelConfig, RolloutConfig
 from olmorl.cpu import pin_to_cores
 from olmorl.rl.types import Completion
@@ -38,6 +39,7 @@ def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
 
 class RolloutEngine:
     def __init__(self, model: ModelConfig, rollout: RolloutConfig, max_model_len: int, seed: int):
+        capture_output()
         self.model_cfg, self.rollout = model, rollout
         self.max_model_len, self.seed = max_model_len, seed
         self.version = 0

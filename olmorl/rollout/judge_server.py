@@ -14,6 +14,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from olmorl.actor_logs import capture_output
+
 _LOG_TAIL_CHARS = 4000
 
 # The actor's direct child, which runs the server as its own child. When the actor dies, Ray kills
@@ -44,6 +46,7 @@ class JudgeServer:
     ):
         """`gpu_memory_utilization` None: 0.2 on CPU (there the share of node memory for the KV
         cache; vLLM's default 0.9 fails), vLLM's default on a GPU. `extra_args` go to vLLM as is."""
+        capture_output()
         self.model_path, self.served_model_name = model_path, served_model_name
         self.dtype, self.max_model_len = dtype, max_model_len
         self.gpu_memory_utilization = gpu_memory_utilization

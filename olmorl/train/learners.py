@@ -15,9 +15,9 @@ import ray
 import torch
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from olmorl.actor_logs import actor_options
 from olmorl.algo import PackedRow
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
-from olmorl.faults import forwarded_env
 from olmorl.learner.batch import shard_rows
 from olmorl.learner.worker import LearnerWorker
 from olmorl.train.checkpoints import TRAIN_STATE_DIR
@@ -41,7 +41,9 @@ class LearnerGroup:
         # A second thread per actor serves `stacks` while the first may be stuck.
         self.actors = [
             ray.remote(LearnerWorker)
-            .options(num_cpus=1, num_gpus=gpu, max_concurrency=2, **forwarded_env())
+            .options(
+                num_cpus=1, num_gpus=gpu, max_concurrency=2, **actor_options(f"learner-{rank}")
+            )
             .remote(rank, world, model, learner, algo, temperature)
             for rank in range(world)
         ]

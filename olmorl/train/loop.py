@@ -67,6 +67,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     import ray
     from tqdm import tqdm
 
+    from olmorl.actor_logs import actor_log_dir
     from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
     from olmorl.ray_init import init_ray
     from olmorl.run_errors import stopped
@@ -80,7 +81,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     drop_steps_after(run_dir / METRICS_NAME, start)
     atomic_write_text(run_dir / "data_report.json", _json(trainer.data_report))
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
-    started_ray = init_ray(cfg.learner.num_workers)
+    started_ray = init_ray(cfg.learner.num_workers, actor_log_dir(cfg.run, run_dir))
     learners = None
     checkpoints: list[Path] = []
     try:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from olmorl.faults import FAULTS_ENV, forwarded_env, inject, planned_action
+from olmorl.actor_logs import actor_options, send_actor_logs_to
+from olmorl.faults import FAULTS_ENV, inject, planned_action
 
 
 def test_specs_match_on_point_and_conditions(monkeypatch):
@@ -11,7 +12,10 @@ def test_specs_match_on_point_and_conditions(monkeypatch):
     assert planned_action("learner.step", rank=0, step=3) is None
     assert planned_action("learner.step", rank=1, step=4) is None
     assert planned_action("engine.generate", engine=0) == "raise"
-    assert forwarded_env() == {"runtime_env": {"env_vars": {FAULTS_ENV: monkeypatch_value()}}}
+    send_actor_logs_to(None)
+    assert actor_options("learner-0") == {
+        "runtime_env": {"env_vars": {FAULTS_ENV: monkeypatch_value()}}
+    }
     with pytest.raises(RuntimeError, match="injected fault at engine.generate"):
         inject("engine.generate")
 
@@ -22,7 +26,8 @@ def monkeypatch_value():
 
 def test_nothing_happens_without_specs(monkeypatch):
     monkeypatch.delenv(FAULTS_ENV, raising=False)
-    assert forwarded_env() == {}
+    send_actor_logs_to(None)
+    assert actor_options("learner-0") == {}
     inject("learner.step", rank=0, step=1)
 
 
