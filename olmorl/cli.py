@@ -136,6 +136,13 @@ def _run_job(
         return
     from olmorl.data.loading import DataError
 
+    if cfg.model.preset and not Path(cfg.model.path).exists():
+        from olmorl.models.tiny import ensure_tiny_model
+
+        typer.echo(
+            f"writing a random {cfg.model.preset} Olmo3 and its tokenizer to {cfg.model.path}"
+        )
+        ensure_tiny_model(cfg.model.path, cfg.model.preset)
     if not cfg.run.verbose:
         typer.echo(f"actor logs (vLLM, Ray, learners): {run_dir / 'logs'}; --verbose prints them")
     try:

@@ -14,6 +14,9 @@ class ModelConfig(StrictConfig):
     """Parameter dtype on the learners and the rollout engines."""
     max_position_embeddings: int | None = Field(default=None, ge=1)
     """Override of the model's context length; null keeps the checkpoint's value."""
+    preset: Literal["tiny", "small", "bench-0.6b"] | None = None
+    """A random-init Olmo3 preset (`olmorl tiny-model`): when `path` does not exist, the job
+    writes that model and its tokenizer there first, so a tiny recipe needs no set-up step."""
 
 
 class FSDP2Strategy(StrictConfig):

@@ -4,6 +4,8 @@
 generation config) that transformers and vLLM load with no network; tests and toy runs use it.
 """
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +123,21 @@ def build_generation_config() -> GenerationConfig:
         eos_token_id=[IM_END_ID, END_OF_TEXT_ID],
         pad_token_id=PAD_ID,
     )
+
+
+def ensure_tiny_model(path: str | Path, preset: str) -> bool:
+    """Writes the preset's model (seed 0) to `path` unless something is there; True if it did.
+
+    Written beside `path` and renamed, so a job killed meanwhile leaves no half-written model.
+    """
+    path = Path(path)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}-") as tmp:
+        write_tiny_model(Path(tmp) / "model", preset)
+        os.rename(Path(tmp) / "model", path)
+    return True
 
 
 def write_tiny_model(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Path:

@@ -142,3 +142,16 @@ def test_checkpoint_loads_back(tiny_model_dir: Path, tokenizer) -> None:
     generation_config = GenerationConfig.from_pretrained(tiny_model_dir)
     assert generation_config.eos_token_id == [IM_END_ID, END_OF_TEXT_ID]
     assert generation_config.pad_token_id == PAD_ID
+
+
+def test_a_missing_preset_model_is_written_once_and_atomically(tmp_path):
+    from transformers import AutoConfig
+
+    from olmorl.models.tiny import ensure_tiny_model
+
+    path = tmp_path / "models" / "tiny"
+    assert ensure_tiny_model(path, "tiny") is True
+    assert AutoConfig.from_pretrained(path).num_hidden_layers == 4
+    assert [p.name for p in path.parent.iterdir()] == ["tiny"]  # no temporary left behind
+    assert ensure_tiny_model(path, "small") is False  # something is there: left alone
+    assert AutoConfig.from_pretrained(path).num_hidden_layers == 4
