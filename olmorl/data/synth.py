@@ -4,7 +4,8 @@
   held-out split) rewarded by the `contains` verifier. A randomly initialised tiny model learns it
   from RL alone (the tiny tokenizer makes t0..t63 single tokens); writing several target words
   also earns the reward unless the set is `exclusive`.
-- `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier.
+- `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier;
+  `split="eval"` holds expressions the train split never contains.
 - `chat-copy` (SFT) and `preference-copy` (DPO): a request, in one of several phrasings, to write
   a target word; the reply (chosen) is that word, the rejected reply another one. `split="eval"`
   draws only (phrasing, word) combinations that `split="train"` never uses, so held-out scores
@@ -13,6 +14,7 @@
 
 import json
 import random
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -86,15 +88,23 @@ def target_token_rows(
     return rows
 
 
-def arithmetic_rows(n: int, max_operand: int = 20, seed: int = 0) -> list[dict]:
+def arithmetic_rows(
+    n: int, max_operand: int = 20, seed: int = 0, split: str = "train"
+) -> list[dict]:
+    """Integer and fraction expressions; `split="eval"` draws only from the one expression in
+    four that `split="train"` never uses (fixed by the expression alone, not the seed)."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     rng = random.Random(seed)
     rows = []
-    for _ in range(n):
+    while len(rows) < n:
         expression = (
             _fraction_sum(rng, max_operand)
             if rng.random() < 0.25
             else _integer_expression(rng, max_operand)
         )
+        if (zlib.crc32(expression.encode()) % 4 == 0) != (split == "eval"):
+            continue
         # rational=True keeps 1/3 exact instead of 0.333..., so the label is \frac{1}{3}.
         answer = sympy.latex(sympy.sympify(expression, rational=True))
         prompt = f"What is {expression}? Put the final answer in \\boxed{{}}."

@@ -90,6 +90,15 @@ def test_loader_errors_for_missing_and_unsupported_files(tmp_path):
         load_rl_rows([str(tmp_path / "broken.jsonl")])
 
 
+def test_arithmetic_eval_split_holds_expressions_train_never_has():
+    train = {r["messages"][0]["content"] for r in arithmetic_rows(2000, max_operand=5)}
+    held_out = {
+        r["messages"][0]["content"]
+        for r in arithmetic_rows(200, max_operand=5, seed=1, split="eval")
+    }
+    assert len(held_out) > 20 and not train & held_out
+
+
 def test_arithmetic_labels_are_exact_answers():
     # Independent of sympy: evaluate with exact fractions, read the LaTeX label with a regex.
     for row in arithmetic_rows(200, seed=3):
