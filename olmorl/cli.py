@@ -353,6 +353,20 @@ def bench_rl(
     typer.echo(format_modes(results))
 
 
+@bench_app.command("learner")
+def bench_learner(
+    config: Annotated[Path, typer.Argument(help="Recipe YAML: model, learners, batch sizes.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per side (after a warm-up).")] = 5,
+) -> None:
+    """The learners' RL train step against a plain single-process loop on the same rows."""
+    cfg = _load_rl_config(config, overrides)
+    from olmorl.bench.learner import bench_learner as run_bench
+    from olmorl.bench.table import format_table
+
+    typer.echo(format_table(run_bench(cfg, steps), unit="tokens"))
+
+
 @bench_app.command("weight-sync")
 def bench_weight_sync(
     config: Annotated[Path, typer.Argument(help="Recipe YAML: model, engines, learners.")],
