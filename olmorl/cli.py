@@ -135,6 +135,7 @@ def _run_job(
         typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
         return
     from olmorl.data.loading import DataError
+    from verifiers.base import VerifierUnavailable
 
     if cfg.model.preset and not Path(cfg.model.path).exists():
         from olmorl.models.tiny import ensure_tiny_model
@@ -147,7 +148,7 @@ def _run_job(
         typer.echo(f"actor logs (vLLM, Ray, learners): {run_dir / 'logs'}; --verbose prints them")
     try:
         result = run(cfg, run_dir, resume)
-    except DataError as e:
+    except (DataError, VerifierUnavailable) as e:
         raise _fail(str(e)) from None
     except RunFailed as e:
         raise _stopped(e) from None

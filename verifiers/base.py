@@ -25,6 +25,10 @@ class VerifierResult:
             raise ValueError(f"score must be in [0, 1], got {self.score}")
 
 
+class VerifierUnavailable(RuntimeError):
+    """A verifier cannot run on this host (no sandbox for model-written code, say)."""
+
+
 class Verifier(ABC):
     name: ClassVar[str]
     """The `dataset` value of the rows this verifier scores; set by `register`."""
@@ -41,6 +45,13 @@ class Verifier(ABC):
                 f"got a {type(config).__qualname__}"
             )
         self.config = config
+
+    @classmethod
+    def check_host(cls) -> str | None:
+        """Raises VerifierUnavailable, naming the reason, where this verifier cannot run on this
+        host (a run then refuses to start rather than score every response 0); else returns a
+        line for the run's console on what it found, or None. By default every host will do."""
+        return None
 
     @abstractmethod
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:

@@ -1,9 +1,10 @@
 """The `code` and `code_stdio` verifiers: run the response's last Python block against tests.
 
-`code` labels are assert statements, each appended to the program; `code_stdio` labels are
-{"input", "output"} pairs, the program reading the input and its stripped stdout lines compared to
-the output's. Either may come as a JSON string. Every test runs in its own sandbox (sandbox.py); the
-score is the fraction passed, or 0/1 with `all_or_nothing`.
+`code` labels are assert statements, run after the program with the values it computes compared
+outside its sandbox (code_plan, code_harness); `code_stdio` labels are {"input", "output"} pairs,
+the program reading the input and its stripped stdout lines compared to the output's. Either may
+come as a JSON string. Every test runs in its own sandbox (sandbox.py); the score is the fraction
+passed, or 0/1 with `all_or_nothing`.
 """
 
 import asyncio
@@ -18,8 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifiers.base import Verifier, VerifierResult
+from verifiers.code_harness import (
+    checks_source,
+    program_source,
+    program_stdin,
+    quick_check,
+    read_checks,
+    read_values,
+)
+from verifiers.code_plan import plan
 from verifiers.registry import register
 from verifiers.sandbox import SandboxLimits, SandboxResult, run_python
+from verifiers.sandbox_probe import host_isolation
 
 # A fence, its info string (language tag) and its body; an unclosed fence (a cut-off response) is
 # no block at all.
@@ -35,7 +46,8 @@ class _CodeVerifier(Verifier):
         timeout_s: float = 5.0
         """Wall-clock (and CPU) limit on one test's run; past it the test fails."""
         memory_mb: int = 512
-        """Address-space limit of the program, in MiB."""
+        """Memory one test's sandbox may hold, all its processes together, in MiB (see
+        `SandboxLimits.memory_mb`)."""
         parallel_runs: int = 0
         """Sandboxes running at once in this process; 0 means one per CPU core."""
 
@@ -57,6 +69,11 @@ class _CodeVerifier(Verifier):
             max_workers=self.config.parallel_runs or os.cpu_count() or 1,
             thread_name_prefix=f"{type(self).__name__}-sandbox",
         )
+
+    @classmethod
+    def check_host(cls) -> str:
+        # SandboxUnavailable says what each way of making a sandbox met.
+        return f"{cls.name}: model-written code runs in {host_isolation()} sandboxes"
 
     async def __call__(self, response: str, label: Any, row: Mapping[str, Any]) -> VerifierResult:
         program = last_python_block(response)
@@ -114,18 +131,25 @@ class CodeVerifier(_CodeVerifier):
 
     @staticmethod
     def run_test(program: str, test: str, limits: SandboxLimits) -> bool:
-        # A token printed after the asserts and known only through stdin: a program that calls
-        # sys.exit(0) or os._exit(0) before the asserts run does not pass. (One that digs the token
-        # out of the interpreter's frames still could; that takes deliberate introspection.)
+        split = plan(program, test)
+        # The harness writes it only after the test's last step: a program that leaves early
+        # (sys.exit, os._exit) sends none.
         token = secrets.token_hex(16)
-        harness = (
-            "def __olmorl_done(_token=__import__('sys').stdin.readline().strip(),"
-            " _out=__import__('sys').stdout):\n"
-            "    _out.write('\\n' + _token + '\\n'); _out.flush()\n"
-        )
-        source = f"{harness}{program}\n{test}\n__olmorl_done()\n"
-        result = run_python(source, stdin=token + "\n", limits=limits)
-        return _clean_exit(result) and result.stdout.rstrip().endswith(token)
+        stdin = program_stdin(token, split.steps)
+        result = run_python(program_source(program), stdin=stdin, limits=limits)
+        probes = sum(kind == "eval" for kind, _ in split.steps)
+        values = read_values(result.stdout, token, probes) if _clean_exit(result) else None
+        if values is None:
+            return False
+        outcomes = [quick_check(check, values) for check in split.checks]
+        if False in outcomes:
+            return False
+        rest = [check for check, outcome in zip(split.checks, outcomes) if outcome is None]
+        if not rest:
+            return True
+        # A second sandbox, holding test code only: the checks and the probes' plain values.
+        checked = run_python(checks_source(split.imports, values, rest), limits=limits)
+        return _clean_exit(checked) and all(read_checks(checked.stdout, len(rest)))
 
 
 @register("code_stdio")

@@ -1,17 +1,15 @@
 """Runs untrusted Python source in a throwaway sandbox: `run_python(source, stdin, limits)`.
 
-Each call starts `unshare` (new network, PID, mount, IPC and UTS namespaces; needs root) whose init,
-this file run as a script, builds a new root on a size-capped tmpfs and `pivot_root`s into it. The
-program sees only: read-only /usr (and the /bin, /lib… links into it) and the interpreter's prefix;
-/dev/{null,zero,random,urandom}; writable /scratch (its cwd), /tmp and /dev/shm, all on that tmpfs.
-No /etc, /proc, /sys, /home, /root (but the prefix), /work. It runs as a fresh unprivileged uid
-with rlimits (CPU, address space, processes, file size, no core) and no-new-privs, loopback down.
+`unshare` makes new network, PID, mount, IPC and UTS namespaces, as root or, rootless, inside a new
+user namespace (sandbox_probe picks). Their init (sandbox_init) pivots into a capped tmpfs showing
+only read-only /usr and the interpreter's prefix, /dev/{null,zero,random,urandom}, and writable
+/scratch (the cwd), /tmp and /dev/shm: no /etc, /proc, /sys, /home, /work. The program runs without
+privilege, loopback down, empty environment, under rlimits and a cgroup (sandbox_cgroup) if any.
 """
 
 import contextlib
 import json
 import os
-import resource
 import secrets
 import selectors
 import shutil
@@ -23,11 +21,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from verifiers import sandbox_init
+from verifiers.base import VerifierUnavailable
+from verifiers.sandbox_cgroup import SandboxCgroup
 
 UNSHARE = "/usr/bin/unshare"
-# Sandboxed programs run as a uid drawn from here, one per call, so that RLIMIT_NPROC (counted per
+# Rootful sandboxes run as a uid drawn from here, one per call, so that RLIMIT_NPROC (counted per
 # uid across the whole host) is a per-sandbox budget and no host user's files or processes match.
 UID_RANGE = (1 << 20, 1 << 30)
+TOP_LEVEL_LINKS = sandbox_init.TOP_LEVEL_LINKS
+Isolation = Literal["rootful", "rootless"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,20 @@ class SandboxLimits:
     wall_s: float = 10.0
     """Wall-clock seconds for the whole run; past it every process of the sandbox is killed."""
     memory_mb: int = 512
-    """Address space per process (RLIMIT_AS), in MiB."""
+    """Memory the whole sandbox may hold at once, its tmpfs included, in MiB: the limit of its
+    cgroup, without swap. Without a cgroup, only the address space of each process is limited."""
+    process_memory_mb: int | None = None
+    """Address space per process (RLIMIT_AS), in MiB; None means `memory_mb`. A second line under
+    the cgroup, and the only one without it."""
     max_processes: int = 32
-    """Processes and threads the sandbox may hold at once (RLIMIT_NPROC of its private uid)."""
+    """Processes and threads the sandbox may hold at once: its cgroup's pids.max (the init aside),
+    and RLIMIT_NPROC of its own uid (rootful) or of its user namespace (rootless, Linux >= 5.14)."""
     max_file_mb: int = 16
     """Largest file the program may write (RLIMIT_FSIZE), in MiB."""
     scratch_mb: int = 64
     """Size of the tmpfs holding /scratch, /tmp and /dev/shm together, in MiB."""
+    max_files: int = 4096
+    """Files, directories and links the tmpfs may hold (its nr_inodes), the sandbox's own too."""
     max_output_bytes: int = 1 << 20
     """Cap on each of stdout and stderr; past it the run is killed and the output cut."""
 
@@ -60,56 +72,104 @@ class SandboxResult:
     """Whether it was killed at `wall_s`."""
     output_truncated: bool
     """Whether it was killed for writing more than `max_output_bytes` to a stream."""
+    isolation: Isolation
+    """How the sandbox was made: as root, or inside a user namespace."""
+    cgroup: str | None
+    """The version ("v1", "v2") of the cgroup that held the sandbox; None where only rlimits did."""
+    peak_memory_bytes: int | None
+    """The most memory the sandbox held at once, by its cgroup; None without one."""
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (not root, no `unshare`, a mount refused)."""
 
 
+class SandboxUnavailable(SandboxError, VerifierUnavailable):
+    """No way of making a sandbox works on this host; the message says what each try met."""
+
+
 def run_python(
-    source: str, stdin: str = "", limits: SandboxLimits = SandboxLimits()
+    source: str,
+    stdin: str = "",
+    limits: SandboxLimits = SandboxLimits(),
+    isolation: Isolation | None = None,
 ) -> SandboxResult:
-    """Runs `source` as /scratch/main.py with `python -I`, feeding it `stdin`; blocks until done."""
-    work = Path(tempfile.mkdtemp(prefix="olmorl-sandbox-"))
+    """Runs `source` as /scratch/main.py with `python -I`, feeding it `stdin`; blocks until done.
+    `isolation` forces a way of making the sandbox; by default, the one this host allows."""
+    if isolation is None:
+        # Imported here: the probe runs sandboxes through this very function.
+        from verifiers.sandbox_probe import host_isolation
+
+        isolation = host_isolation()
+    work, cgroup = Path(tempfile.mkdtemp(prefix="olmorl-sandbox-")), None
     try:
+        # The init counts against pids.max too, hence one more than the program may hold.
+        cgroup = SandboxCgroup.create(limits.memory_mb << 20, limits.max_processes + 1)
         (work / "main.py").write_text(source, encoding="utf-8")
         (work / "root").mkdir()
-        return _run(_spec(work, limits), stdin.encode(), limits)
+        spec = _spec(work, limits, isolation, cgroup)
+        return _run(spec, stdin.encode(), limits, cgroup)
     finally:
+        if cgroup is not None:
+            cgroup.remove()
         # The program wrote only into the tmpfs, which went away with its mount namespace.
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _spec(work: Path, limits: SandboxLimits) -> dict:
+def _spec(
+    work: Path, limits: SandboxLimits, isolation: Isolation, cgroup: SandboxCgroup | None
+) -> dict:
     """What the init needs to know, passed to it as JSON."""
     python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     prefix = os.path.realpath(sys.base_prefix)
     ro_binds = ["/usr"] if prefix.startswith("/usr/") else ["/usr", prefix]
     if not python.startswith(prefix + "/") and not python.startswith("/usr/"):
         raise SandboxError(f"interpreter {python} lies outside its prefix {prefix}")
+    rootful = isolation == "rootful"
     return {
         "work": str(work),
         "python": python,
         "ro_binds": ro_binds,
-        "uid": secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0],
+        "isolation": isolation,
+        "uid": secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0] if rootful else 0,
+        "nproc": _nproc(limits, rootful),
+        "cgroup_procs": cgroup.procs_files if cgroup is not None else [],
         "limits": {
             "cpu_s": limits.cpu_s,
             "wall_s": limits.wall_s,
-            "memory_mb": limits.memory_mb,
-            "max_processes": limits.max_processes,
+            "process_memory_mb": limits.process_memory_mb or limits.memory_mb,
             "max_file_mb": limits.max_file_mb,
             "scratch_mb": limits.scratch_mb,
+            "max_files": limits.max_files,
         },
     }
 
 
-def _run(spec: dict, stdin: bytes, limits: SandboxLimits) -> SandboxResult:
+def _nproc(limits: SandboxLimits, rootful: bool) -> int | None:
+    """The program's RLIMIT_NPROC, or None for none."""
+    if rootful:
+        return limits.max_processes
+    # Rootless, the one uid is the caller's: RLIMIT_NPROC would count all of the caller's
+    # processes, unless the kernel counts them per user namespace (5.14 on); then `unshare` and
+    # the init, which entered the namespace with that uid, count too.
+    return limits.max_processes + 2 if _kernel_at_least(5, 14) else None
+
+
+def _kernel_at_least(*version: int) -> bool:
+    release = os.uname().release.split("-")[0].split(".")
+    return tuple(int(part) for part in release[:2] if part.isdigit()) >= version
+
+
+def _run(
+    spec: dict, stdin: bytes, limits: SandboxLimits, cgroup: SandboxCgroup | None
+) -> SandboxResult:
     status_r, status_w = os.pipe()
+    user = ["--user", "--map-root-user"] if spec["isolation"] == "rootless" else []
     command = [
-        UNSHARE, "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
-        # -I: no environment, no user site, and not this file's directory (verifiers/) on sys.path,
+        UNSHARE, *user, "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+        # -I: no environment, no user site, and not the init's directory (verifiers/) on sys.path,
         # where math.py would shadow the standard library's.
-        "--", spec["python"], "-I", "-S", os.path.abspath(__file__), json.dumps(spec), str(status_w),
+        "--", spec["python"], "-I", "-S", sandbox_init.__file__, json.dumps(spec), str(status_w),
     ]  # fmt: skip
     try:
         proc = subprocess.Popen(
@@ -151,6 +211,9 @@ def _run(spec: dict, stdin: bytes, limits: SandboxLimits) -> SandboxResult:
         stderr=stderr.decode("utf-8", errors="replace"),
         timed_out=timed_out,
         output_truncated=truncated,
+        isolation=spec["isolation"],
+        cgroup=cgroup.version if cgroup is not None else None,
+        peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup is not None else None,
     )
 
 
@@ -206,141 +269,3 @@ def _kill(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
     proc.wait()
-
-
-# --- Everything below runs inside the namespaces, as root, in `python -I -S sandbox.py`. ---
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-MNT_DETACH = 2
-PR_SET_NO_NEW_PRIVS = 38
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-DEVICES = ("null", "zero", "random", "urandom")
-TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-
-
-def _init(spec_json: str, status_fd: int) -> None:
-    """PID 1 of the new PID namespace: builds the root, runs the program, reports how it ended."""
-    import traceback
-
-    os.set_inheritable(status_fd, False)  # the program must not be able to forge a status
-
-    def report(**status) -> None:
-        os.write(status_fd, (json.dumps(status) + "\n").encode())
-
-    try:
-        spec = json.loads(spec_json)
-        _build_root(spec)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _exec_program(spec)
-            except BaseException:  # noqa: BLE001 - the forked child must never return into _init
-                report(error=traceback.format_exc())
-                os._exit(127)
-        # A backstop should the caller die: PID 1 ignores signals it has no handler for, hence one.
-        signal.signal(signal.SIGALRM, lambda *_: os._exit(137))
-        signal.alarm(int(spec["limits"]["wall_s"]) + 2)
-        _, wait_status = os.waitpid(pid, 0)
-    except Exception:  # noqa: BLE001 - any failure goes back to the caller, with its traceback
-        report(error=traceback.format_exc())
-        os._exit(1)
-    if os.WIFSIGNALED(wait_status):
-        report(signal=os.WTERMSIG(wait_status))
-    else:
-        report(exit=os.WEXITSTATUS(wait_status))
-    # Exiting tears the namespace down: the kernel kills whatever the program left running.
-    os._exit(0)
-
-
-def _build_root(spec: dict) -> None:
-    root = os.path.join(spec["work"], "root")
-    limits, uid = spec["limits"], spec["uid"]
-    # Nothing mounted from here on may propagate back to the host's mount namespace.
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("sandbox", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits['scratch_mb']}m,mode=755")
-    for name in TOP_LEVEL_LINKS:  # merged-/usr systems link these into /usr
-        host = "/" + name
-        if os.path.islink(host):
-            os.symlink(os.readlink(host), os.path.join(root, name))
-        elif os.path.isdir(host):
-            _bind(host, root + host, MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for path in spec["ro_binds"]:
-        _bind(path, root + path, MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for device in DEVICES:
-        target = os.path.join(root, "dev", device)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        open(target, "w").close()
-        _bind("/dev/" + device, target, MS_NOSUID | MS_NOEXEC)
-    for shared in ("tmp", "dev/shm"):
-        os.makedirs(os.path.join(root, shared))
-        os.chmod(os.path.join(root, shared), 0o1777)
-    scratch = os.path.join(root, "scratch")
-    os.mkdir(scratch, 0o700)
-    shutil.copyfile(os.path.join(spec["work"], "main.py"), os.path.join(scratch, "main.py"))
-    for path in (scratch, os.path.join(scratch, "main.py")):
-        os.chown(path, uid, uid)
-    # pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no path, and
-    # no mount in this namespace, by which the host's files could be reached again.
-    os.chdir(root)
-    _syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b".")
-    _libc().umount2(b".", MNT_DETACH)
-    os.chdir("/")
-
-
-def _exec_program(spec: dict) -> None:
-    limits, uid = spec["limits"], spec["uid"]
-    mib = 1 << 20
-    os.chdir("/scratch")
-    # Hard CPU limit one second past the soft one: SIGXCPU first, SIGKILL if it is caught.
-    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_mb"] * mib,) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["max_file_mb"] * mib,) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # Root ignores RLIMIT_NPROC and could undo every mount: drop to the private uid for good.
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError("prctl(PR_SET_NO_NEW_PRIVS) failed")
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/scratch", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-    # -I without -S: site still defines exit() and quit(), which contest solutions call.
-    os.execve(spec["python"], [spec["python"], "-I", "main.py"], env)
-
-
-def _bind(source: str, target: str, flags: int) -> None:
-    if os.path.isdir(source):
-        os.makedirs(target, exist_ok=True)
-    # Not recursive: mounts below `source` (none expected) stay hidden rather than writable.
-    _mount(source, target, None, MS_BIND)
-    # Bind mounts ignore flags on creation; they take effect on a remount.
-    _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    args = [None if arg is None else arg.encode() for arg in (source, target, fstype)]
-    if _libc().mount(*args, flags, data.encode()) != 0:
-        _raise_errno(f"mount {source} on {target}")
-
-
-def _syscall(number: int, *args: bytes) -> None:
-    if _libc().syscall(number, *args) != 0:
-        _raise_errno(f"syscall {number}")
-
-
-def _raise_errno(what: str) -> None:
-    import ctypes
-
-    errno = ctypes.get_errno()
-    raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _libc():
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-if __name__ == "__main__":
-    _init(sys.argv[1], int(sys.argv[2]))

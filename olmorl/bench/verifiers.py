@@ -30,7 +30,8 @@ MATH_CASES = (
     (r"\boxed{7}", "8"),
 )
 CODE_PROGRAM = "def add(a, b):\n    return a + b\n"
-CODE_TEST = "assert add({i}, 1) == {i} + 1"
+# A literal expected value: the verifier compares it itself, so a row is one sandboxed execution.
+CODE_TEST = "assert add({i}, 1) == {j}"
 
 
 def bench_math(count: int) -> list[BenchResult]:
@@ -58,7 +59,7 @@ def bench_code(count: int) -> list[BenchResult]:
     from verifiers import build_verifier
 
     workers = os.cpu_count() or 1
-    tests = [CODE_TEST.format(i=i) for i in range(count)]
+    tests = [CODE_TEST.format(i=i, j=i + 1) for i in range(count)]
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(_plain_subprocess, tests))

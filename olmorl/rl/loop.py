@@ -38,6 +38,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
     from olmorl.train.learners import LearnerFailed, LearnerStalled
     from olmorl.train.loop import skipped_rows
+    from verifiers import get_verifier_class
     from verifiers.service import VerifierDown
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -49,6 +50,10 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     )
     eval_prompts = eval_prompts[: cfg.eval.max_prompts]
     verifier_names = sorted({name for r in rows + eval_rows for name in r.verifier_names})
+    for name in verifier_names:  # refuses to start, saying why, where one cannot run (no sandbox)
+        found = get_verifier_class(name).check_host()
+        if found:
+            print(found, flush=True)
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
     found = latest_checkpoint(run_dir) if resume else None

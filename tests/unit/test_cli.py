@@ -80,3 +80,31 @@ def test_data_check_reports_file_and_row(tmp_path):
 def test_data_synth_unknown_kind():
     result = invoke("data", "synth", "poetry", "x.jsonl")
     assert result.exit_code == 2 and "unknown synthetic set 'poetry'" in result.output
+
+
+def test_a_run_whose_data_needs_a_sandbox_refuses_to_start_where_none_works(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from verifiers import sandbox_probe
+
+    monkeypatch.setattr(sandbox_probe, "_found", None)
+    monkeypatch.setattr(sandbox_probe, "_try", lambda isolation: f"{isolation} refused")
+    monkeypatch.setattr(sandbox_probe.os, "geteuid", lambda: 0)
+    data = tmp_path / "code.jsonl"
+    row = {
+        "messages": [{"role": "user", "content": "Write f."}],
+        "dataset": "code",
+        "ground_truth": ["assert f() == 1"],
+    }
+    data.write_text(json.dumps(row) + "\n")
+    result = invoke(
+        "rl",
+        "recipes/tiny/rl_math.yaml",
+        f"model.path={tiny_model_dir}",
+        f"data.train=[{data}]",
+        "eval.data=[]",
+        f"run.output_dir={tmp_path}",
+    )
+    assert result.exit_code == 2, result.output
+    assert "the code verifiers need a sandbox: rootful failed (rootful refused)" in result.output
+    assert not list(tmp_path.glob("*/metrics.jsonl"))  # stopped before anything ran

@@ -1,17 +1,28 @@
 """The `code` and `code_stdio` verifiers: which block is run, how labels are read, how tests are
-counted, and programs that try to pass without solving. Needs root (the sandbox does)."""
+counted, honest solutions judged as Python would, and programs that try to pass without solving,
+among them ones that tamper with the harness. Needs a sandbox (root, or user namespaces)."""
 
 import asyncio
 import json
-import os
 from typing import Any
 
 import pytest
 
 from verifiers import VerifierResult, build_verifier
 from verifiers.code import last_python_block
+from verifiers.sandbox import SandboxUnavailable
+from verifiers.sandbox_probe import host_isolation
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root for namespaces")
+
+def no_sandbox() -> str | None:
+    try:
+        host_isolation()
+    except SandboxUnavailable as error:
+        return str(error)
+    return None
+
+
+pytestmark = pytest.mark.skipif(bool(no_sandbox()), reason=f"{no_sandbox()}")
 
 ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 ASSERTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add('a', 'b') == 'ab'"]
@@ -128,3 +139,208 @@ def test_a_row_with_one_assert_in_a_list_is_scored() -> None:
     row = {"dataset": "code", "ground_truth": ["assert add(1, 2) == 3"]}
     result = asyncio.run(score_row(row, ADD, {"code": build_verifier("code")}))
     assert result.reasons == {"code": "all_passed"}
+
+
+# `assert solve(2) == 4`, split into probe and check; and the same as a test run whole.
+SOLVE_FORMS = [["assert solve(2) == 4"], ["for n, want in [(2, 4)]:\n    assert solve(n) == want"]]
+LIAR = """
+class Liar:
+    def __eq__(self, other):
+        return True
+"""
+FIVE = """
+class Five(int):  # 5, whatever it says
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+"""
+FIND_TOKEN = """
+import gc, os, re, sys, types
+found = set()
+def look(value):
+    if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}\\n?", value):
+        found.add(value.strip())
+for obj in gc.get_objects():
+    if isinstance(obj, types.FunctionType):
+        for value in obj.__defaults__ or ():
+            look(value)
+frame = sys._getframe()
+while frame is not None:
+    for value in list(frame.f_locals.values()):
+        look(value)
+    frame = frame.f_back
+def write_everywhere(text):
+    for token in found:
+        for fd in range(1, 10):
+            try:
+                os.write(fd, text.format(token=token).encode())
+            except OSError:
+                pass
+"""
+TAMPERING = {
+    "calls_the_harness_completion": "import os\n__olmorl_done()\nos._exit(0)",
+    "eq_always_true": LIAR + "def solve(n):\n    return Liar()",
+    "int_subclass_with_lying_eq": FIVE + "def solve(n):\n    return Five(5)",
+    "repr_of_the_expected_value": """
+class Four:
+    def __repr__(self):
+        return "4"
+def solve(n):
+    return Four()
+""",
+    "system_exit_inside_eq": """
+class Leave:
+    def __eq__(self, other):
+        raise SystemExit(0)
+def solve(n):
+    return Leave()
+""",
+    # The test read back from the file the program runs from, and its expected value returned.
+    "reads_the_test_from_disk": """
+import re
+found = re.search(r"solve\\(2\\) == (\\d+)|\\(2, (\\d+)\\)", open(__file__).read())
+def solve(n):
+    return int(found.group(1) or found.group(2))
+""",
+    "overrides_builtins": """
+import builtins
+builtins.exec = builtins.eval = builtins.compile = lambda *args, **kwargs: None
+builtins.repr = builtins.str = lambda value: "4"
+builtins.print = lambda *args, **kwargs: None
+builtins.type = lambda value: int
+builtins.isinstance = lambda *args: True
+def solve(n):
+    return 5
+""",
+    "prints_a_fake_report": "print(\"('i4',)\")\nprint('\\n' + '0' * 32)\nimport os\nos._exit(0)",
+    # The token found in the harness's function defaults or frames, and written wherever it may
+    # count, as the harness would write it: to stdout and every other descriptor.
+    "finds_the_token_by_introspection": FIND_TOKEN
+    + "write_everywhere('\\n{token}\\n')\nos._exit(0)",
+    # The same as a report in the harness's format: the token, then a guessed value.
+    "forges_a_report_with_the_token": FIND_TOKEN
+    + "write_everywhere(\"{token}\\n('i5',)\\n\")\nos._exit(0)",
+}
+HONEST = {
+    "int": "def solve(n):\n    return 4",
+    "float": "def solve(n):\n    return 4.0",  # 4.0 == 4, as in Python
+    "int_enum": "import enum\nE = enum.IntEnum('E', {'FOUR': 4})\nsolve = lambda n: E.FOUR",
+    "int_subclass_valued_4": FIVE + "def solve(n):\n    return Five(4)",
+    "prints": "print('debugging', 4)\ndef solve(n):\n    return n * 2",
+    # Annotations as strings: the future import must come first in the program.
+    "future_import": "from __future__ import annotations\ndef solve(n: int) -> int:\n    return 4",
+}
+
+
+@pytest.mark.parametrize("program", TAMPERING.values(), ids=TAMPERING.keys())
+@pytest.mark.parametrize("tests", SOLVE_FORMS, ids=["split", "run_whole"])
+def test_tampering_with_the_harness_scores_zero(program: str, tests: list[str]) -> None:
+    assert score("code", f"```python\n{program}\n```", tests).score == 0.0
+
+
+@pytest.mark.parametrize("program", HONEST.values(), ids=HONEST.keys())
+@pytest.mark.parametrize("tests", SOLVE_FORMS, ids=["split", "run_whole"])
+def test_honest_solutions_pass(program: str, tests: list[str]) -> None:
+    assert score("code", f"```python\n{program}\n```", tests).score == 1.0
+
+
+COLLECTIONS = """
+from collections import Counter, namedtuple
+Pair = namedtuple("Pair", "a b")
+def f():
+    return Counter("aab"), Pair(1, {2}), frozenset({3})
+"""
+
+
+@pytest.mark.parametrize(
+    ("program", "test", "expected"),
+    [
+        pytest.param("def f():\n    return (1, 2)", "assert f() == (1, 2)", 1.0, id="tuple"),
+        # (1, 2) != [1, 2] in Python too.
+        pytest.param(
+            "def f():\n    return [1, 2]", "assert f() == (1, 2)", 0.0, id="list_for_tuple"
+        ),
+        pytest.param(
+            "def f():\n    return 0.1 + 0.2", "assert f() == 0.3", 0.0, id="float_inexact"
+        ),
+        pytest.param(
+            "def f():\n    return 0.1 + 0.2",
+            "assert f() == 0.30000000000000004",
+            1.0,
+            id="float_exact",
+        ),
+        pytest.param(
+            "def f():\n    return 0.1 + 0.2", "assert abs(f() - 0.3) < 1e-9", 1.0, id="tolerance"
+        ),
+        pytest.param(
+            "def f():\n    return 0.1 + 0.2",
+            "import math\nassert math.isclose(f(), 0.3)",
+            1.0,
+            id="imported_check",
+        ),
+        pytest.param(
+            COLLECTIONS, "assert f() == ({'a': 2, 'b': 1}, (1, {2}), {3})", 1.0, id="subclasses"
+        ),
+        pytest.param("def f(n):\n    return -n / 1000", "assert f(1) == -1e-3", 1.0, id="negative"),
+        pytest.param("def f(n):\n    return None", "assert f(1) is None", 1.0, id="is_none"),
+        pytest.param(
+            "def f(n):\n    return 'abc'",
+            "assert 'b' in f(1) and not f(0).startswith('b')",
+            1.0,
+            id="in_and_not",
+        ),
+        pytest.param(
+            "def f(n):\n    return [3, 1, 2]",
+            "assert sorted(f(1)) == sorted([2, 3, 1])",
+            1.0,
+            id="computed_expected",
+        ),
+        pytest.param(
+            "def f(n):\n    return float('inf')", "assert f(1) == float('inf')", 1.0, id="infinity"
+        ),
+        pytest.param(
+            "class Solution:\n    def twoSum(self, nums, target):\n        return [0, 1]",
+            "assert Solution().twoSum([2, 7, 11, 15], 9) == [0, 1]",
+            1.0,
+            id="method_chain",
+        ),
+        pytest.param(
+            "def even(n):\n    return n % 2 == 0",
+            "assert all(even(n) for n in (2, 4))",
+            1.0,
+            id="generator_run_whole",
+        ),
+        # Its list alone would pass the 1 MiB output cap; only its length leaves the sandbox.
+        pytest.param(
+            "def f():\n    return list(range(300_000))",
+            "assert len(f()) == 300_000 and sum(f()) > 0",
+            1.0,
+            id="large_value_reduced",
+        ),
+        # Equal in Python, but not plain data: whatever is not plain data fails.
+        pytest.param(
+            "from fractions import Fraction\ndef f(n):\n    return Fraction(4)",
+            "assert f(1) == 4",
+            0.0,
+            id="not_plain_data",
+        ),
+    ],
+)
+def test_values_compare_as_in_python(program: str, test: str, expected: float) -> None:
+    assert score("code", f"```python\n{program}\n```", [test]).score == expected
+
+
+YES = """
+class Yes:
+    def __bool__(self):
+        return True
+def even(n):
+    return Yes()
+"""
+
+
+@pytest.mark.parametrize(
+    "test", ["assert even(3)", "for n in (3,):\n    assert even(n)"], ids=["split", "run_whole"]
+)
+def test_truthiness_cannot_lie(test: str) -> None:
+    assert score("code", f"```python\n{YES}\n```", [test]).score == 0.0
