@@ -5,7 +5,7 @@ responses each of random tokens and lengths up to rollout.max_response_tokens, h
 rewarded), with the same model, dtype, loss and AdamW. The learner side is the RL loop's own
 `LearnerGroup.each("train_step")` on Ray actors with the recipe's strategy; the plain side is a
 forward, backward and optimizer step per row in this process with as many threads as one learner
-rank has cores. The unit is trained tokens (loss tokens).
+rank has (`learner.cpu_cores` pins them; else one). The unit is trained tokens (loss tokens).
 """
 
 import random
@@ -78,7 +78,9 @@ def _time_plain_loop(cfg: RLConfig, mini_batches, steps: int) -> float:
 
     from olmorl.algo import olmorl_policy_loss, token_logprobs
 
-    threads = len(cfg.learner.cpu_cores) if cfg.learner.cpu_cores else torch.get_num_threads()
+    # A learner rank's threads: one per pinned core, else Ray's OMP_NUM_THREADS for an actor of
+    # one CPU, which is 1.
+    threads = len(cfg.learner.cpu_cores) if cfg.learner.cpu_cores else 1
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -47,3 +47,17 @@ def test_weight_sync_bench_pushes_by_both_transports(ray_cluster, tiny_model_dir
     ]
     # Every side moves the same bytes: the model's, twice.
     assert all(r.count == results[0].count > 0 and r.seconds > 0 for r in results)
+
+
+def test_learner_bench_trains_the_same_rows_on_both_sides(ray_cluster, tiny_model_dir):
+    from olmorl.bench.learner import bench_learner
+    from olmorl.bench.table import format_table
+
+    cfg = bench_config(
+        tiny_model_dir, "learner.num_workers=1", "algo.prompts_per_step=4", "algo.group_size=4"
+    )
+    results = bench_learner(cfg, steps=2)
+    print("\n" + format_table(results, unit="tokens"))
+    assert [r.name for r in results] == ["plain loop (1 process)", "olmorl learners (1 rank)"]
+    assert results[0].count == results[1].count > 0  # the same loss tokens, twice
+    assert all(r.seconds > 0 for r in results)
