@@ -182,8 +182,16 @@ class RLCluster:
 
     def evaluate(self, prompts: Sequence[Prompt], tokenizer) -> dict[str, float]:
         """`eval/...` metrics of the weights the engines serve now, on held-out `prompts`; the
-        producer's requests go on beside it."""
-        return evaluate_on(self._live_engines(), self.reward_workers, self.cfg, prompts, tokenizer)
+        producer's requests go on beside it. When no engine is left to serve them (one died and
+        its replacement is not in yet), `eval/skipped` is 1 and nothing else is logged."""
+        from olmorl.rl.evaluation import NoEngineLeft
+
+        try:
+            return evaluate_on(
+                self._live_engines(), self.reward_workers, self.cfg, prompts, tokenizer
+            )
+        except NoEngineLeft:
+            return {"eval/skipped": 1.0}
 
     def engine_stats(self) -> dict[str, float]:
         """Each engine's tokens/s, and the engines' mean busy, occupancy and paused fractions,
@@ -292,7 +300,13 @@ def evaluate_on(
         return worker.score_group.remote(prompt.row, texts, prompt.thinking).future()
 
     return evaluate(
-        prompts, settings.samples_per_prompt, len(engines), generate, score, cfg.run.seed
+        prompts,
+        settings.samples_per_prompt,
+        len(engines),
+        generate,
+        score,
+        cfg.run.seed,
+        engine_lost=lambda error: isinstance(error, RayActorError),
     )
 
 

@@ -37,21 +37,39 @@ def evaluate(
     generate: EvalGenerateFn,
     score: EvalScoreFn,
     seed: int = 0,
+    engine_lost: Callable[[BaseException], bool] = lambda error: False,
 ) -> dict[str, float]:
     """Samples every prompt `samples_per_prompt` times over the engines, scores the responses as
-    they finish and returns `eval/...` metrics (see `eval_metrics`). Blocks until done."""
+    they finish and returns `eval/...` metrics (see `eval_metrics`). Blocks until done.
+
+    A request whose engine died (`engine_lost` says which errors mean that) goes to another
+    engine; with none left, raises NoEngineLeft: the evaluation is lost, not scored."""
     started = time.perf_counter()
-    generating = {
-        generate(i % num_engines, list(p.token_ids), samples_per_prompt, seed + i): i
-        for i, p in enumerate(prompts)
-    }
+    live = list(range(num_engines))
+
+    def submit(index: int) -> None:
+        if not live:
+            raise NoEngineLeft("every rollout engine died during the evaluation")
+        engine = live[index % len(live)]
+        future = generate(engine, list(prompts[index].token_ids), samples_per_prompt, seed + index)
+        requests[future] = (index, engine)
+
+    requests: dict[Future, tuple[int, int]] = {}
+    for index in range(len(prompts)):
+        submit(index)
     scoring: dict[Future, tuple[int, list[Completion]]] = {}
     groups: dict[int, EvalGroup] = {}
-    while generating or scoring:
-        done, _ = wait([*generating, *scoring], return_when="FIRST_COMPLETED")
+    while requests or scoring:
+        done, _ = wait([*requests, *scoring], return_when="FIRST_COMPLETED")
         for future in done:
-            if future in generating:
-                index = generating.pop(future)
+            if future in requests:
+                index, engine = requests.pop(future)
+                error = future.exception()
+                if error is not None and engine_lost(error):
+                    if engine in live:
+                        live.remove(engine)
+                    submit(index)
+                    continue
                 completions = future.result()
                 ids = [c.token_ids for c in completions]
                 scoring[score(prompts[index], ids)] = (index, completions)
@@ -61,6 +79,10 @@ def evaluate(
     metrics = eval_metrics([groups[i] for i in range(len(prompts))])
     metrics["eval/time_s"] = time.perf_counter() - started
     return metrics
+
+
+class NoEngineLeft(RuntimeError):
+    """Every engine the evaluation could use died before it finished."""
 
 
 def eval_metrics(groups: Sequence[EvalGroup]) -> dict[str, float]:

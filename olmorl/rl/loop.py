@@ -98,6 +98,8 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
             ):
                 # The weights just pushed; the producer keeps sampling the next batch meanwhile.
                 metrics.update(cluster.evaluate(eval_prompts, tokenizer))
+                if metrics.get("eval/skipped"):
+                    bar.write(f"step {step}: evaluation skipped, no rollout engine was left")
             log.log(step, {**first_record, **metrics})
             first_record = {}
             data_log.write(json.dumps({"step": step, "prompts": trained_prompts}) + "\n")

@@ -106,3 +106,36 @@ def test_evaluation_beside_the_producer_never_reaches_a_training_batch():
     assert all(g.group.prompt_ids[0] < 1000 for g in taken)
     assert all(c.token_ids[0] < 1000 for g in taken for c in g.group.completions)
     assert math.isclose(metrics["eval/reward"], 0.5)
+
+
+class EngineDied(Exception):
+    pass
+
+
+def test_requests_of_a_dead_engine_go_to_another_and_with_none_left_the_evaluation_is_lost():
+    from olmorl.rl.evaluation import NoEngineLeft
+
+    pool = ThreadPoolExecutor(4)
+    dead: set[int] = {0}
+    served: list[int] = []
+
+    def generate(engine, ids, n, seed) -> Future:
+        def run():
+            if engine in dead:
+                raise EngineDied()
+            served.append(engine)
+            return [Completion((5,), (-1.0,), "stop", (0,)) for _ in range(n)]
+
+        return pool.submit(run)
+
+    def score(prompt, ids) -> Future:
+        return pool.submit(lambda: GroupScores((1.0,), {"v": (1.0,)}, (1.0,), (False,)))
+
+    prompts = [Prompt([i], {}) for i in range(6)]
+    lost = lambda error: isinstance(error, EngineDied)
+    metrics = evaluate(prompts, 1, 2, generate, score, engine_lost=lost)
+    assert metrics["eval/prompts"] == 6 and metrics["eval/reward"] == 1.0
+    assert set(served) == {1} and len(served) == 6  # all six answered by the live engine
+    dead.add(1)
+    with pytest.raises(NoEngineLeft):
+        evaluate(prompts, 1, 2, generate, score, engine_lost=lost)
