@@ -1,7 +1,8 @@
 """The `code` and `code_stdio` verifiers: run the response's last Python block against tests.
 
-`code` labels are assert statements, run after the program with the values it computes compared
-outside its sandbox (code_plan, code_harness); `code_stdio` labels are {"input", "output"} pairs,
+`code` labels are assert-style tests, run after the program with the values it computes compared
+outside its sandbox (code_plan, code_harness); a test of a shape that cannot be split fails, and
+the result's reason is then "unsupported_test". `code_stdio` labels are {"input", "output"} pairs,
 the program reading the input and its stripped stdout lines compared to the output's. Either may
 come as a JSON string. Every test runs in its own sandbox (sandbox.py); the score is the fraction
 passed, or 0/1 with `all_or_nothing`.
@@ -16,7 +17,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from verifiers.base import Verifier, VerifierResult
 from verifiers.code_harness import (
@@ -27,7 +28,7 @@ from verifiers.code_harness import (
     read_checks,
     read_values,
 )
-from verifiers.code_plan import plan
+from verifiers.code_plan import Plan, Unsupported, plan
 from verifiers.registry import register
 from verifiers.sandbox import SandboxLimits, SandboxResult, run_python
 from verifiers.sandbox_probe import host_isolation
@@ -36,6 +37,7 @@ from verifiers.sandbox_probe import host_isolation
 # no block at all.
 _FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "python3", "py"}
+Verdict = Literal["pass", "fail", "unsupported"]
 
 
 class _CodeVerifier(Verifier):
@@ -89,16 +91,18 @@ class _CodeVerifier(Verifier):
         )
         # Threads, so that the event loop keeps serving other rows while the sandboxes run.
         loop = asyncio.get_running_loop()
-        passed = await asyncio.gather(
+        verdicts = await asyncio.gather(
             *(
                 loop.run_in_executor(self._pool, self.run_test, program, test, limits)
                 for test in tests
             )
         )
-        fraction = sum(passed) / len(passed)
+        fraction = verdicts.count("pass") / len(verdicts)
         if self.config.all_or_nothing:
             fraction = float(fraction == 1.0)
-        return VerifierResult(fraction, "all_passed" if all(passed) else "some_failed")
+        if "unsupported" in verdicts:
+            return VerifierResult(fraction, "unsupported_test")
+        return VerifierResult(fraction, "all_passed" if fraction == 1.0 else "some_failed")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -110,7 +114,7 @@ class _CodeVerifier(Verifier):
 
     @staticmethod
     @abstractmethod
-    def run_test(program: str, test: Any, limits: SandboxLimits) -> bool:
+    def run_test(program: str, test: Any, limits: SandboxLimits) -> Verdict:
         """Whether `program` passes `test`, run in a fresh sandbox."""
 
 
@@ -130,26 +134,41 @@ class CodeVerifier(_CodeVerifier):
         return None
 
     @staticmethod
-    def run_test(program: str, test: str, limits: SandboxLimits) -> bool:
-        split = plan(program, test)
-        # The harness writes it only after the test's last step: a program that leaves early
-        # (sys.exit, os._exit) sends none.
-        token = secrets.token_hex(16)
-        stdin = program_stdin(token, split.steps)
-        result = run_python(program_source(program), stdin=stdin, limits=limits)
-        probes = sum(kind == "eval" for kind, _ in split.steps)
-        values = read_values(result.stdout, token, probes) if _clean_exit(result) else None
-        if values is None:
-            return False
-        outcomes = [quick_check(check, values) for check in split.checks]
-        if False in outcomes:
-            return False
-        rest = [check for check, outcome in zip(split.checks, outcomes) if outcome is None]
-        if not rest:
-            return True
-        # A second sandbox, holding test code only: the checks and the probes' plain values.
-        checked = run_python(checks_source(split.imports, values, rest), limits=limits)
-        return _clean_exit(checked) and all(read_checks(checked.stdout, len(rest)))
+    def run_test(program: str, test: str, limits: SandboxLimits) -> Verdict:
+        try:
+            split = plan(program, test)
+        except Unsupported:
+            return "unsupported"
+        except Exception:  # noqa: BLE001 - a program or test that cannot be parsed here fails
+            return "fail"
+        return "pass" if _passes(program, split, limits) else "fail"
+
+
+def _passes(program: str, split: Plan, limits: SandboxLimits) -> bool:
+    # The harness writes it only after the test's last step: a program that leaves early
+    # (sys.exit, os._exit) sends none.
+    token = secrets.token_hex(16)
+    stdin = program_stdin(token, split.steps)
+    result = run_python(program_source(program), stdin=stdin, limits=limits)
+    reported = read_values(result.stdout, token, len(split.links)) if _clean_exit(result) else None
+    if reported is None:
+        return False
+    values = [value for _, value in reported]
+    try:
+        setup, checks = split.finish([count for count, _ in reported])
+    except ValueError:  # more links reported applied than the probe has: a forged report
+        return False
+    outcomes = [None] * len(checks)
+    if not split.test_setup:  # the checks need nothing the test computes: try them here first
+        outcomes = [quick_check(check, values) for check in checks]
+    if False in outcomes:
+        return False
+    rest = [check for check, outcome in zip(checks, outcomes) if outcome is None]
+    if not rest:
+        return True
+    # A second sandbox, holding test code only: the setup, the checks, the probes' plain values.
+    checked = run_python(checks_source(setup, values, rest), limits=limits)
+    return _clean_exit(checked) and all(read_checks(checked.stdout, len(rest)))
 
 
 @register("code_stdio")
@@ -166,9 +185,10 @@ class CodeStdioVerifier(_CodeVerifier):
         return None
 
     @staticmethod
-    def run_test(program: str, test: dict, limits: SandboxLimits) -> bool:
+    def run_test(program: str, test: dict, limits: SandboxLimits) -> Verdict:
         result = run_python(program, stdin=test["input"], limits=limits)
-        return _clean_exit(result) and _lines(result.stdout) == _lines(test["output"])
+        passed = _clean_exit(result) and _lines(result.stdout) == _lines(test["output"])
+        return "pass" if passed else "fail"
 
 
 def last_python_block(response: str) -> str | None:

@@ -1,17 +1,22 @@
 """The two sandboxed halves of a `code` test (see code_plan), and what they send back.
 
 `program_source` runs the program, then the plan's steps, and only after the last one writes the
-run's token and each probe's value as plain data; `checks_source` evaluates the checks that
-`quick_check` cannot, in a sandbox holding no program code.
+run's token and each probe's value as plain data (json lists of str tokens, see plain.py), which
+`read_values` decodes within bounds on size and cost; `checks_source` runs the test's setup and
+evaluates the checks that `quick_check` cannot, in a sandbox holding no program code.
 """
 
 import ast
 import inspect
+import json
 import operator
 from typing import Any
 
 from verifiers import plain
-from verifiers.code_plan import PLAIN, PROBE
+from verifiers.code_plan import PROBE, REDUCERS, VALUE
+
+MAX_TOKENS = 1 << 18
+"""Plain-data tokens the verifier decodes from one run, all probes together."""
 
 _PLAIN_SOURCE = inspect.getsource(plain)
 _OPERATORS = {
@@ -30,27 +35,38 @@ _OPERATORS = {
 
 def program_source(program: str) -> str:
     """main.py for the program's sandbox; its stdin comes from `program_stdin`."""
-    call = f"{_program_main.__name__}({_PLAIN_SOURCE!r}, {program!r}, {PLAIN!r})\n"
+    arguments = f"{_PLAIN_SOURCE!r}, {program!r}, {VALUE!r}, {REDUCERS!r}"
+    call = f"{_program_main.__name__}({arguments})\n"
     return inspect.getsource(_program_main) + call
 
 
-def program_stdin(token: str, steps: tuple[tuple[str, str], ...]) -> str:
+def program_stdin(token: str, steps: tuple[tuple, ...]) -> str:
     """The token and the steps, which the harness reads before the program starts: the test is
     in no file the program could read, only in the harness's memory."""
     return f"{token}\n{steps!r}\n"
 
 
-def read_values(stdout: str, token: str, count: int) -> list[Any] | None:
-    """The `count` probe values the harness reported, or None unless it reported them all, after
-    the token, and nothing else (a program that printed onto the channel fails)."""
+def read_values(stdout: str, token: str, count: int) -> list[tuple[int, Any]] | None:
+    """The `count` probes' values the harness reported, each with how many of its links were
+    applied in the program's process; None unless it reported them all, after the token, and
+    nothing else (a program that printed onto the channel fails), within MAX_TOKENS."""
     lines = stdout.split("\n")
     if len(lines) != count + 2 or lines[0] != token or lines[-1] != "":
         return None
-    decode = plain.decoder()
+    decode, budget, values = plain.decoder(), MAX_TOKENS, []
     try:
-        return [decode(_tokens(line)) for line in lines[1:-1]]
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        for line in lines[1:-1]:
+            record = json.loads(line)  # a list of strs: no eval, no containers built
+            if type(record) is not list or not all(type(part) is str for part in record):
+                return None
+            budget -= len(record)
+            applied = record[0] if record and budget >= 0 else ""
+            if not (applied.isascii() and applied.isdigit() and len(applied) < 6):
+                return None
+            values.append((int(applied), decode(record[1:])))
+    except (ValueError, TypeError, MemoryError, RecursionError):
         return None
+    return values
 
 
 def quick_check(check: str, values: list[Any]) -> bool | None:
@@ -73,12 +89,12 @@ def quick_check(check: str, values: list[Any]) -> bool | None:
         return False
 
 
-def checks_source(imports: str, values: list[Any], checks: list[str]) -> str:
-    """main.py for a sandbox that evaluates `checks` on the probes' `values`; it prints a 1 or 0
-    per check (see `read_checks`)."""
+def checks_source(setup: str, values: list[Any], checks: list[str]) -> str:
+    """main.py for a sandbox that runs `setup` and evaluates `checks` on the probes' `values`; it
+    prints a 1 or 0 per check (see `read_checks`)."""
     encode = plain.encoder()
     encoded = [encode(value) for value in values]
-    arguments = f"{_PLAIN_SOURCE!r}, {imports!r}, {encoded!r}, {checks!r}, {PROBE!r}"
+    arguments = f"{_PLAIN_SOURCE!r}, {setup!r}, {encoded!r}, {checks!r}, {PROBE!r}"
     call = f"{_checks_main.__name__}({arguments})\n"
     return inspect.getsource(_checks_main) + call
 
@@ -103,67 +119,96 @@ def _operand(node: ast.expr, values: list[Any]) -> Any:
         raise _NeedsSandbox from None
 
 
-def _tokens(line: str) -> tuple[str, ...]:
-    tokens = ast.literal_eval(line)
-    if type(tokens) is not tuple or not all(type(token) is str for token in tokens):
-        raise ValueError("a record is a tuple of strs")
-    return tokens
-
-
 # The two functions below run in sandboxes, as the main module: they use nothing from this file.
 
 
-def _program_main(plain_source, program, plain_name):
-    """The harness. A split test's checks never enter this process; for a test run whole, passing
-    stays forgeable by deliberate introspection (the token in this frame, a trace hook that skips
-    the test), since the program can reach all of its own process: harder, not impossible. There is
-    no function to call that reports success; exec, eval, compile, os.write, os._exit and the
-    plain-data codec are bound before the program runs; its stdout is not the channel; the token
-    and the test are read before it starts and are in no file; asserts compare plain-data copies,
-    so no `__eq__` or `__bool__` of the program's can make them hold."""
+def _program_main(plain_source, program, value_name, reducer_names):
+    """The harness. The test's checks and expected values never enter this process: it runs the
+    program, then the plan's steps, and sends back each probe's value as plain data. A probe's
+    links (`.twoSum`, `(nums, 9)`) are applied here only while its value is not plain data, save
+    an attribute that the value's plain type lacks (a namedtuple's field); the rest are applied to
+    the plain copy outside. A probe's reducer (`len`), the real builtin, applies to a plain copy of
+    its value here, so that only the result leaves. What the program prints goes to stderr; the report, json lists of str
+    tokens, to the real stdout, with the token first, after the last step."""
     import ast
+    import builtins
+    import json
     import os
     import sys
 
     codec = {}
     exec(plain_source, codec)  # noqa: S102 - our own plain.py, in a namespace of its own
     encode, decode = codec["encoder"](), codec["decoder"]()
+    reducers = {name: getattr(builtins, name) for name in reducer_names}
     # Bound before the program runs: names it rebinds or patches later do not reach these.
     run, evaluate, compile_, write, exit_ = exec, eval, compile, os.write, os._exit
-    quote = str.__repr__
+    dumps = json.dumps
+    type_, issubclass_, hasattr_, str_, len_, enumerate_ = (
+        type, issubclass, hasattr, str, len, enumerate
+    )  # fmt: skip
+    plain_types = (bool, int, float, str, list, tuple, dict, set, frozenset, type(None))
     token, steps = sys.stdin.readline(), ast.literal_eval(sys.stdin.readline())
-    # The report goes to the real stdout; what the program prints goes to stderr.
     channel = os.dup(1)
     os.dup2(2, 1)
     namespace = globals()
     del namespace["_program_main"]
     run(compile_(program, "main.py", "exec"), namespace)
-    namespace[plain_name] = lambda value: decode(encode(value))
+
+    def plain(value, attribute):
+        """The value's tokens if it is plain data and the link is the plain type's own."""
+        try:
+            tokens = encode(value)
+        except (TypeError, ValueError):
+            return None
+        kind = type_(value)
+        if attribute and not any(
+            issubclass_(kind, base) and hasattr_(base, attribute) for base in plain_types
+        ):
+            return None
+        return tokens
+
     report = [token]
-    for kind, source in steps:
-        code = compile_(source, "<test>", kind)
-        if kind == "exec":
-            run(code, namespace)
+    for step in steps:
+        if step[0] == "exec":
+            run(compile_(step[1], "<test>", "exec"), namespace)
+            continue
+        _, root, links, reducer = step
+        value, tokens = evaluate(compile_(root, "<test>", "eval"), namespace), None
+        for applied, (template, attribute) in enumerate_(links):
+            tokens = plain(value, attribute)
+            if tokens is not None:
+                break
+            namespace[value_name] = value
+            value = evaluate(compile_(template, "<test>", "eval"), namespace)
         else:
-            tokens = encode(evaluate(code, namespace))
-            report.append("(" + "".join([quote(part) + "," for part in tokens]) + ")\n")
+            applied, tokens = len_(links), encode(value)
+            if reducer:  # the real builtin, on a plain copy: no code of the value's own runs
+                applied, tokens = applied + 1, encode(reducers[reducer](decode(tokens)))
+        report.append(dumps([str_(applied), *tokens]) + "\n")
     data = "".join(report).encode()
     while data:
         data = data[write(channel, data) :]
     exit_(0)
 
 
-def _checks_main(plain_source, imports, values, checks, probe):
+def _checks_main(plain_source, setup, values, checks, probe):
+    import contextlib
+    import sys
+
     codec = {}
     exec(plain_source, codec)  # noqa: S102 - our own plain.py, in a namespace of its own
     decode = codec["decoder"]()
     namespace = {"__name__": "__main__"}
-    exec(imports, namespace)  # noqa: S102 - the test's imports, in a sandbox with no program
     namespace.update({f"{probe}{i}": decode(tokens) for i, tokens in enumerate(values)})
-    outcomes = []
-    for check in checks:
+    outcomes, out = [], sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # the test's prints are not the outcomes
         try:
-            outcomes.append("1" if eval(check, namespace) else "0")
-        except Exception:  # noqa: BLE001 - as in Python, an assert that raises fails
-            outcomes.append("0")
-    print("".join(outcomes))
+            exec(setup, namespace)  # noqa: S102 - test code, in a sandbox with no program
+        except Exception:  # noqa: BLE001 - as in Python, a test whose setup raises fails
+            checks = []
+        for check in checks:
+            try:
+                outcomes.append("1" if eval(check, namespace) else "0")
+            except Exception:  # noqa: BLE001 - as in Python, an assert that raises fails
+                outcomes.append("0")
+    print("".join(outcomes), file=out)

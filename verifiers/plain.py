@@ -6,6 +6,8 @@ names does not reach them. This file's source also runs inside sandboxes: it imp
 
 MAX_DEPTH = 100
 """Deepest nesting of containers either side accepts; deeper values are refused, not truncated."""
+MAX_MEMBERS = 10_000
+"""Most members of one set, frozenset or dict the decoder builds: hashing bounds its cost."""
 
 
 def encoder():
@@ -65,10 +67,15 @@ def encoder():
 
 
 def decoder():
-    """`decode(tokens) -> value`: the inverse of `encode`; malformed tokens raise ValueError."""
-    type_, str_, int_, len_, range_, zip_ = type, str, int, len, range, zip
+    """`decode(tokens) -> value`: the inverse of `encode`; malformed tokens raise ValueError.
+
+    Its cost is linear in the tokens: a set, frozenset or dict past MAX_MEMBERS, or one whose
+    members' hashes collide (equal hashes make building it quadratic), is refused unbuilt.
+    """
+    type_, str_, int_, len_, range_, zip_, hash_, map_ = type, str, int, len, range, zip, hash, map
     list_, tuple_, set_, frozenset_, dict_ = list, tuple, set, frozenset, dict
     float_fromhex, max_depth, value_error = float.fromhex, MAX_DEPTH, ValueError
+    max_members = MAX_MEMBERS
     scalars = {"n": None, "T": True, "F": False}
     containers = {"l": list_, "t": tuple_, "S": set_, "z": frozenset_}
 
@@ -87,12 +94,24 @@ def decoder():
         if tag == "s":
             return rest, position
         if tag in containers or tag == "d":
-            if not rest.isdigit():
+            if not (rest.isascii() and rest.isdigit()) or len_(rest) > 7:
                 raise value_error("malformed plain data")
+            count = int_(rest)
+            # Each item takes a token at least: a count past the tokens left is refused at once.
+            if count > len_(tokens) - position or (tag not in "lt" and count > max_members):
+                raise value_error("malformed plain data: too many items")
             items = []
-            for _ in range_(int_(rest) * (2 if tag == "d" else 1)):
+            for _ in range_(count * (2 if tag == "d" else 1)):
                 item, position = take(tokens, position, depth + 1)
                 items.append(item)
+            keys = items[::2] if tag == "d" else items
+            # A few equal hashes cost little; many make building the set quadratic.
+            if (
+                tag not in "lt"
+                and count > 32
+                and count - len_(set_(map_(hash_, keys))) > count // 64
+            ):
+                raise value_error("malformed plain data: colliding hashes")
             if tag == "d":
                 return dict_(zip_(items[::2], items[1::2])), position
             return containers[tag](items), position

@@ -237,10 +237,15 @@ def _collect(proc: subprocess.Popen, limits: SandboxLimits) -> tuple[bytes, byte
             selector.register(fd, selectors.EVENT_READ)
         while selector.get_map() and not truncated:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            # Past the deadline only a run still going is timed out: one that ended may have left
+            # its output in the pipes, which is read, without waiting, to their end.
+            if remaining <= 0 and proc.poll() is None:
                 timed_out = True
                 break
-            for key, _ in selector.select(remaining):
+            events = selector.select(max(remaining, 0))
+            if remaining <= 0 and not events:
+                break
+            for key, _ in events:
                 chunk = os.read(key.fd, 1 << 16)
                 if not chunk:
                     selector.unregister(key.fd)

@@ -1,9 +1,12 @@
 """The `code` and `code_stdio` verifiers: which block is run, how labels are read, how tests are
 counted, honest solutions judged as Python would, and programs that try to pass without solving,
-among them ones that tamper with the harness. Needs a sandbox (root, or user namespaces)."""
+among them ones that tamper with the harness or its decoder, and the test shapes that are split
+and those that fail as unsupported. Needs a sandbox (root, or user namespaces)."""
 
 import asyncio
 import json
+import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -141,7 +144,7 @@ def test_a_row_with_one_assert_in_a_list_is_scored() -> None:
     assert result.reasons == {"code": "all_passed"}
 
 
-# `assert solve(2) == 4`, split into probe and check; and the same as a test run whole.
+# `assert solve(2) == 4`, split into probe and check; and the same inside a loop, unrolled.
 SOLVE_FORMS = [["assert solve(2) == 4"], ["for n, want in [(2, 4)]:\n    assert solve(n) == want"]]
 LIAR = """
 class Liar:
@@ -233,13 +236,13 @@ HONEST = {
 
 
 @pytest.mark.parametrize("program", TAMPERING.values(), ids=TAMPERING.keys())
-@pytest.mark.parametrize("tests", SOLVE_FORMS, ids=["split", "run_whole"])
+@pytest.mark.parametrize("tests", SOLVE_FORMS, ids=["split", "loop"])
 def test_tampering_with_the_harness_scores_zero(program: str, tests: list[str]) -> None:
     assert score("code", f"```python\n{program}\n```", tests).score == 0.0
 
 
 @pytest.mark.parametrize("program", HONEST.values(), ids=HONEST.keys())
-@pytest.mark.parametrize("tests", SOLVE_FORMS, ids=["split", "run_whole"])
+@pytest.mark.parametrize("tests", SOLVE_FORMS, ids=["split", "loop"])
 def test_honest_solutions_pass(program: str, tests: list[str]) -> None:
     assert score("code", f"```python\n{program}\n```", tests).score == 1.0
 
@@ -308,7 +311,7 @@ def f():
             "def even(n):\n    return n % 2 == 0",
             "assert all(even(n) for n in (2, 4))",
             1.0,
-            id="generator_run_whole",
+            id="generator_unrolled",
         ),
         # Its list alone would pass the 1 MiB output cap; only its length leaves the sandbox.
         pytest.param(
@@ -340,7 +343,198 @@ def even(n):
 
 
 @pytest.mark.parametrize(
-    "test", ["assert even(3)", "for n in (3,):\n    assert even(n)"], ids=["split", "run_whole"]
+    "test", ["assert even(3)", "for n in (3,):\n    assert even(n)"], ids=["split", "loop"]
 )
 def test_truthiness_cannot_lie(test: str) -> None:
     assert score("code", f"```python\n{YES}\n```", [test]).score == 0.0
+
+
+# The harness's frame holds the token and the report's descriptor: a program may write a report.
+FRAME_FORGE = """
+import os, sys
+found = sys._getframe(1).f_locals
+os.write(found["channel"], found["token"].encode())
+os._exit(0)
+"""
+# Once, tests of other shapes ran in the program's process, their asserts through this name.
+REBINDS_THE_COPIER = """
+class Any:
+    def __eq__(self, other):
+        return True
+    def __bool__(self):
+        return True
+def solve(*args):
+    globals()["__olmorl_plain"] = lambda value: Any()
+    return 0
+"""
+NOT_ASSERTS = {
+    "loop": "for i in range(3):\n    assert solve(i) == 2 * i + 7",
+    "assignment": "x = solve(12345)\nassert x == 67890",
+    "humaneval_check": "def check(candidate):\n    assert candidate(12345) == 67890\ncheck(solve)",
+}
+
+
+@pytest.mark.parametrize("program", [FRAME_FORGE, REBINDS_THE_COPIER], ids=["forge", "rebind"])
+@pytest.mark.parametrize("test", NOT_ASSERTS.values(), ids=NOT_ASSERTS.keys())
+def test_no_test_code_runs_in_the_programs_process(program: str, test: str) -> None:
+    assert score("code", f"```python\n{program}\n```", [test]).score == 0.0
+
+
+DOUBLE = "def solve(x):\n    return x * 2"
+
+
+@pytest.mark.parametrize(
+    ("program", "test"),
+    [
+        pytest.param(DOUBLE, "def check(candidate):\n    assert candidate(2) == 4\ncheck(solve)"),
+        pytest.param(
+            DOUBLE,
+            "METADATA = {}\n\n\ndef check(candidate):\n    import math\n"
+            "    assert math.isclose(candidate(1.5), 3.0)\n    for x in range(5):\n"
+            "        assert candidate(x) == 2 * x\n\n\ncheck(solve)",
+            id="humaneval_with_import_and_loop",
+        ),
+        pytest.param(DOUBLE, "x = solve(3)\nassert x == 6\ny = 5\nassert solve(y) == 10"),
+        pytest.param(DOUBLE, "n = len(str(solve(50)))\nassert n == 3", id="derived"),
+        pytest.param(
+            DOUBLE, "cases = [(1, 2), (-2, -4)]\nfor a, b in cases:\n    assert solve(a) == b"
+        ),
+        pytest.param(
+            "def add(a, b):\n    return a + b",
+            "inputs = [[1, 2], [3, 4]]\nresults = [3, 7]\nfor inp, exp in zip(inputs, results):\n"
+            "    assert add(*inp) == exp",
+            id="zip",
+        ),
+        pytest.param(DOUBLE, "assert [solve(i) for i in range(3)] == [0, 2, 4]"),
+        pytest.param(DOUBLE, "assert solve(1) == 2 or solve(1) == 3"),
+        pytest.param(
+            "def f(s):\n    return s[::-1]", "assert f('hello world').startswith('dlrow')"
+        ),
+        pytest.param(
+            "from collections import namedtuple\nP = namedtuple('P', 'a b')\ndef f():\n"
+            "    return P(1, 2)",
+            "assert f().a == 1",
+            id="namedtuple_field",
+        ),
+        pytest.param(
+            "class LRU:\n    def __init__(self):\n        self.d = {}\n"
+            "    def put(self, k, v):\n        self.d[k] = v\n"
+            "    def get(self, k):\n        return self.d.get(k, -1)",
+            "c = LRU()\nc.put(1, 1)\nassert c.get(1) == 1\nassert c.get(2) == -1",
+            id="object_state",
+        ),
+        pytest.param(
+            "def sort_in_place(a):\n    a.sort()",
+            "a = [3, 1, 2]\nsort_in_place(a)\nassert a == [1, 2, 3]",
+            id="input_changed_in_place",
+        ),
+        pytest.param(
+            "import math\ndef root(x):\n    return math.sqrt(x)",
+            "assert math.isclose(root(2), 1.41421356, rel_tol=1e-6)",
+            id="programs_import_used_by_the_test",
+        ),
+    ],
+)
+def test_supported_shapes_pass(program: str, test: str) -> None:
+    assert score("code", f"```python\n{program}\n```", [test]) == VerifierResult(1.0, "all_passed")
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        "while True:\n    assert solve(1) == 2\n    break",
+        "for i in range(2000):\n    assert solve(i) == 2 * i",  # past MAX_UNROLLED
+        "for i in solve(3):\n    assert i",  # a loop over program values
+        "from math import *\nassert solve(1) == 2",
+        "def check(candidate):\n    assert candidate(2) == 4",  # never called
+        "assert (lambda: solve(2))() == 4",
+    ],
+)
+def test_unsupported_shapes_fail_and_say_so(test: str) -> None:
+    tests = [test, "assert solve(2) == 4"]
+    result = score("code", f"```python\n{DOUBLE}\n```", tests)
+    assert result == VerifierResult(0.5, "unsupported_test")
+
+
+def test_a_program_too_deep_to_parse_here_fails() -> None:
+    # The sandbox compiles it; the verifier's parser recurses past its limit. Once, that made the
+    # test run whole in the program's process, where FRAME_FORGE passed it.
+    program = "_ = " + "-" * 2978 + "1\n" + FRAME_FORGE
+    assert score("code", f"```python\n{program}\n```", ["assert solve(12345) == 67890"]).score == 0
+
+
+SHADOWS_BUILTINS = """
+def abs(x):
+    return 0
+def sorted(*args, **kwargs):
+    return 0
+def solve(*args):
+    return 0
+"""
+PATCHES_MATH = (
+    "import math\nmath.isclose = lambda *args, **kwargs: True\ndef solve(x):\n    return 0"
+)
+
+
+@pytest.mark.parametrize(
+    ("program", "test"),
+    [
+        (SHADOWS_BUILTINS, "assert abs(solve(2) - 1.41421) < 1e-4"),
+        (SHADOWS_BUILTINS, "assert sorted(solve(7)) == sorted([3, 1, 2])"),
+        (PATCHES_MATH, "assert math.isclose(solve(2), 1.41421, rel_tol=1e-6)"),
+    ],
+    ids=["abs", "sorted", "math_isclose"],
+)
+def test_builtins_and_imports_are_the_tests(program: str, test: str) -> None:
+    assert score("code", f"```python\n{program}\n```", [test]).score == 0.0
+
+
+LYING_STR = """
+class S(str):
+    def startswith(self, *args):
+        return True
+def solve(s):
+    return S("zzz")
+"""
+
+
+def test_methods_of_a_plain_value_run_outside() -> None:
+    test = 'assert solve("hello world").startswith("dlrow")'
+    assert score("code", f"```python\n{LYING_STR}\n```", [test]).score == 0.0
+
+
+def colliding_set_record(members: int) -> str:
+    """A report line holding a set of ints whose hashes are all equal."""
+    modulus = (1 << 61) - 1
+    return json.dumps(["0", f"S{members}", *(f"i{k * modulus:x}" for k in range(1, members + 1))])
+
+
+@pytest.mark.parametrize("members", [45_000, 9_000], ids=["past_max_members", "colliding"])
+def test_decoding_a_forged_report_is_cheap(members: int) -> None:
+    from verifiers.code_harness import read_values
+
+    token = "0" * 32
+    stdout = f"{token}\n{colliding_set_record(members)}\n"
+    started = time.monotonic()
+    assert read_values(stdout, token, 1) is None
+    assert time.monotonic() - started < 2  # building it took 11 s
+
+
+def test_a_raw_literal_report_is_refused() -> None:
+    from verifiers.code_harness import read_values
+
+    assert read_values("0" * 32 + "\n{1, 2}\n", "0" * 32, 1) is None
+    assert read_values("0" * 32 + '\n["0", "i4"]\n', "0" * 32, 1) == [(0, 4)]
+
+
+def test_a_run_that_ended_by_its_deadline_is_not_timed_out() -> None:
+    from verifiers.sandbox import SandboxLimits, _collect
+
+    proc = subprocess.Popen(["echo", "done"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.wait()  # ended, its output still in the pipe, and the deadline already past
+    try:
+        stdout, _, timed_out, _ = _collect(proc, SandboxLimits(wall_s=0))
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    assert (stdout, timed_out) == (b"done\n", False)
