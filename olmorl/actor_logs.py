@@ -40,9 +40,14 @@ def actor_log_dir(run: RunConfig, run_dir: Path) -> Path | None:
     return None if run.verbose else run_dir / "logs"
 
 
-def actor_options(name: str) -> dict:
-    """Ray actor options for actor `name`: its log file and the driver's fault specs."""
+def actor_options(name: str, threads: int | None = None) -> dict:
+    """Ray actor options for actor `name`: its log file, the driver's fault specs and, with
+    `threads`, its OpenMP thread count."""
     env = {}
+    if threads:
+        # Ray sets OMP_NUM_THREADS to the actor's CPUs (1), and OpenMP reads it for every thread
+        # the actor runs verbs on: torch.set_num_threads in one of them leaves the others at 1.
+        env["OMP_NUM_THREADS"] = str(threads)
     if _log_dir is not None:
         env[LOG_ENV] = str(_log_dir / f"{name}.log")
     if os.environ.get(FAULTS_ENV):

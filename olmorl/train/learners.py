@@ -42,7 +42,10 @@ class LearnerGroup:
         self.actors = [
             ray.remote(LearnerWorker)
             .options(
-                num_cpus=1, num_gpus=gpu, max_concurrency=2, **actor_options(f"learner-{rank}")
+                num_cpus=1,
+                num_gpus=gpu,
+                max_concurrency=2,
+                **actor_options(f"learner-{rank}", threads=len(learner.cpu_cores or ())),
             )
             .remote(rank, world, model, learner, algo, temperature)
             for rank in range(world)

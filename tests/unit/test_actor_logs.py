@@ -63,3 +63,7 @@ def test_actor_options_name_the_actor_log_file_once_the_driver_names_a_folder(tm
         send_actor_logs_to(None)
     assert options["runtime_env"]["env_vars"][LOG_ENV] == str(tmp_path / "logs" / "engine-1.log")
     assert (tmp_path / "logs").is_dir() and actor_options("engine-1") == {}
+    # Every thread a verb may run on reads OMP_NUM_THREADS; Ray's default for one CPU is 1.
+    assert actor_options("learner-0", threads=2)["runtime_env"]["env_vars"] == {
+        "OMP_NUM_THREADS": "2"
+    }
