@@ -38,7 +38,6 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
     from olmorl.train.learners import LearnerFailed, LearnerStalled
     from olmorl.train.loop import skipped_rows
-    from verifiers import get_verifier_class
     from verifiers.service import VerifierDown
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -50,10 +49,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     )
     eval_prompts = eval_prompts[: cfg.eval.max_prompts]
     verifier_names = sorted({name for r in rows + eval_rows for name in r.verifier_names})
-    for name in verifier_names:  # refuses to start, saying why, where one cannot run (no sandbox)
-        found = get_verifier_class(name).check_host()
-        if found:
-            print(found, flush=True)
+    check_verifier_hosts(verifier_names)
     sampler = PromptSampler(len(rows), cfg.run.seed, cfg.data.shuffle)
 
     found = latest_checkpoint(run_dir) if resume else None
@@ -93,9 +89,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         )
         for step in bar:
             metrics, trained_prompts = train_one_step(cluster, producer, cfg, step)
-            if eval_prompts and (
-                step == cfg.run.steps or (cfg.eval.every and step % cfg.eval.every == 0)
-            ):
+            if eval_prompts and _evaluates_after(step, cfg):
                 # The weights just pushed; the producer keeps sampling the next batch meanwhile.
                 metrics.update(cluster.evaluate(eval_prompts, tokenizer))
                 if metrics.get("eval/skipped"):
@@ -136,6 +130,22 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         ],
     )
     return RunResult(run_dir, log.path, plot, tuple(checkpoints), start)
+
+
+def check_verifier_hosts(names: list[str]) -> None:
+    """Prints what each verifier found on this host (which sandboxes run model-written code);
+    raises VerifierUnavailable, before any actor starts, where one cannot run here."""
+    from verifiers import get_verifier_class
+
+    for name in names:
+        found = get_verifier_class(name).check_host()
+        if found:
+            print(found, flush=True)
+
+
+def _evaluates_after(step: int, cfg: RLConfig) -> bool:
+    """Whether held-out evaluation runs after `step`: every eval.every steps and after the last."""
+    return step == cfg.run.steps or bool(cfg.eval.every and step % cfg.eval.every == 0)
 
 
 def load_rl_prompts(data: DataConfig, tokenizer) -> tuple[list[RLRow], list[Prompt], dict]:
