@@ -6,7 +6,7 @@ step's loss-token count come in as arguments, and metrics come back ready to be 
 """
 
 from olmorl.algo.advantages import group_advantages, zero_variance_groups
-from olmorl.algo.logprobs import token_entropy, token_logprobs
+from olmorl.algo.logprobs import chunked_token_scores, token_entropy, token_logprobs
 from olmorl.algo.loss import PolicyLossMetrics, olmorl_policy_loss
 from olmorl.algo.masks import TrajectoryTokens, build_trajectory_tokens
 from olmorl.algo.packing import (
@@ -30,6 +30,7 @@ __all__ = [
     "PreferenceLossKind",
     "TrajectoryTokens",
     "build_trajectory_tokens",
+    "chunked_token_scores",
     "document_sums",
     "group_advantages",
     "olmorl_policy_loss",

@@ -7,22 +7,20 @@ split (design §5: per-micro-batch normalisation weights short rows up).
 
 from torch import Tensor
 
-from olmorl.algo.logprobs import token_logprobs
-
 
 def masked_nll_loss(
-    logits: Tensor, input_ids: Tensor, loss_mask: Tensor, total_loss_tokens: int
+    logprobs: Tensor, loss_mask: Tensor, total_loss_tokens: int
 ) -> tuple[Tensor, dict[str, float]]:
     """Σ −log p(token) over `loss_mask` tokens / `total_loss_tokens`, and metrics to be summed.
 
-    logits [B, T, V] predict input_ids [B, T]; loss_mask [B, T] marks the trained tokens (token
-    t is predicted from position t−1, so t = 0 is never trained). Metrics: `loss` (this part of
-    the step's mean NLL) and `tokens` (this part's trained-token count).
+    logprobs [B, T] are the token log-probs at temperature 1, aligned by position as
+    `token_logprobs` and `chunked_token_scores` return them; loss_mask [B, T] marks the trained
+    tokens (token t is predicted from position t−1, so t = 0 is never trained). Metrics: `loss`
+    (this part of the step's mean NLL) and `tokens` (this part's trained-token count).
     """
     if total_loss_tokens <= 0:
         raise ValueError(f"total_loss_tokens must be positive, got {total_loss_tokens}")
     if loss_mask[:, 0].any():
         raise ValueError("loss_mask marks position 0, which no logits predict")
-    nll = -token_logprobs(logits, input_ids, 1.0)  # [B, T]
-    loss = (nll * loss_mask).sum() / total_loss_tokens
+    loss = -(logprobs * loss_mask).sum() / total_loss_tokens
     return loss, {"loss": float(loss.detach()), "tokens": float(loss_mask.sum())}

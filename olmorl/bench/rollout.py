@@ -1,8 +1,9 @@
 """`olmorl bench rollout`: generation tokens/s of the RL loop's rollout actors vs vLLM alone.
 
-Both sides get the same model, prompts, group size, sampling settings and per-prompt seeds; they
-run one after the other in the same process tree, so the ratio compares like with like. vLLM
-alone is the offline `LLM` given every prompt at once, the best case for its own scheduler.
+Both sides get the same model, prompts, group size, sampling settings and per-prompt seeds (sent
+to vLLM only with `rollout.seeded`); they run one after the other in the same process tree, so
+the ratio compares like with like. vLLM alone is the offline `LLM` given every prompt at once, the
+best case for its own scheduler.
 """
 
 import time

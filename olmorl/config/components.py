@@ -59,6 +59,10 @@ class LearnerConfig(StrictConfig):
     """Gradient clipping threshold on the global norm."""
     micro_batch_tokens: int = Field(default=16_384, ge=16)
     """Token budget of one packed micro-batch row."""
+    logprob_chunk_tokens: int = Field(default=1024, ge=1)
+    """Positions whose logits the learner holds at once when scoring tokens, forward and
+    backward: the LM head's memory is a few float32 [chunk, vocab] tensors (0.4 GB each at 1,024
+    × 100K), not [micro_batch_tokens, vocab]."""
     cpu_cores: list[int] | None = None
     """CPU machines: cores every learner rank's threads are pinned to. Disjoint from
     rollout.cpu_cores, training and generation overlap instead of time-slicing (as GPUs are

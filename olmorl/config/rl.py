@@ -40,6 +40,10 @@ class RolloutConfig(StrictConfig):
     """CPU machines: cores each engine's processes and vLLM's OpenMP threads are pinned to."""
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower decode)."""
+    seeded: bool = False
+    """Give each request a seed of its own (samples reproducible per request); on GPU vLLM then
+    samples seeded rows one by one, which slows decoding. Off: only the engine's seed applies.
+    Ignored on CPU, where vLLM 0.32 crashes on seeded requests with a chunked prefill."""
 
     @field_validator("top_p", "top_k")
     @classmethod

@@ -23,7 +23,7 @@ _WRAPPER_PREFIX = "_checkpoint_wrapped_module."
 
 class ShardedPolicy(Protocol):
     model: nn.Module
-    """Called like the Hugging Face model it wraps."""
+    """Called like the model it wraps (the learner's: `olmorl.learner.scoring.use_chunked_head`)."""
     hf_config: PretrainedConfig
     """The wrapped model's Hugging Face config."""
 
@@ -89,11 +89,8 @@ class FSDP2Policy:
 
         rank0 = dist.get_rank() == 0
         for name, param in self.model.named_parameters():
-            full = param.full_tensor() if hasattr(param, "full_tensor") else param.data
-            yield (
-                name.replace(_WRAPPER_PREFIX, ""),
-                full.detach().to(device=device, dtype=dtype) if rank0 else None,
-            )
+            full = gather_full(param, dtype)
+            yield name.replace(_WRAPPER_PREFIX, ""), full.to(device) if rank0 else None
 
     def save_state(self, directory: Path) -> None:
         import torch.distributed.checkpoint as dcp
@@ -115,6 +112,14 @@ class FSDP2Policy:
             model_state_dict=state["model"],
             optim_state_dict=state["optimizer"],
         )
+
+
+def gather_full(param: Tensor, dtype: torch.dtype) -> Tensor:
+    """The full tensor of a parameter (an FSDP2 shard or a plain tensor) in `dtype`, every rank
+    taking part. Each shard is cast before the all-gather, so a bf16 push moves half the bytes
+    of the float32 masters (the result is the same: casting is element-wise)."""
+    local = param.detach().to(dtype)
+    return local.full_tensor() if hasattr(local, "full_tensor") else local
 
 
 def build_policy(

@@ -107,6 +107,10 @@ class DeepSpeedPolicy:
             dist_init_required=False,
         )
         self.engine.train()
+        # The learner's forward applies the LM head's weight itself, outside lm_head's forward
+        # (olmorl.learner.scoring): registered with the whole model, ZeRO-3 gathers it for the
+        # model's forward and backward (the engine would also discover it on first use).
+        deepspeed.zero.register_external_parameter(model, model.lm_head.weight)
         self.model = _EngineForward(self.engine)
 
     def backward(self, loss: Tensor) -> None:

@@ -31,6 +31,8 @@ def parallelize_fsdp2(
         fully_shard(
             layer, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
         )
+    # The root keeps the LM head: the learner's forward uses its weight directly
+    # (olmorl.learner.scoring), and the root holds its parameters gathered until after backward.
     fully_shard(
         model, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
     )

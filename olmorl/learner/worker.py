@@ -8,6 +8,7 @@ torch.multiprocessing). All ranks must call each collective verb together: `trai
 import json
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -22,8 +23,6 @@ from olmorl.algo import (
     document_sums,
     olmorl_policy_loss,
     preference_loss,
-    token_entropy,
-    token_logprobs,
 )
 from olmorl.algo.nll import masked_nll_loss
 from olmorl.algo.schedule import scheduled_lr
@@ -33,6 +32,9 @@ from olmorl.faults import inject
 from olmorl.learner.backend import DTYPES, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
+from olmorl.learner.device import cuda_index
+from olmorl.learner.scoring import TokenScores, use_chunked_head
+from olmorl.node_ip import node_ip_address
 
 _COUNTERS_NAME = "learner.json"
 
@@ -55,8 +57,12 @@ class LearnerWorker:
         learner: LearnerConfig,
         algo: AlgorithmConfig | None = None,
         temperature: float = 1.0,
+        gpus: int | None = None,
     ):
+        """`gpus`: what the Ray actor asked for, 1 (train on the GPU Ray gave it) or 0 (CPU);
+        None outside Ray (tests under torch.multiprocessing): CUDA if present, at LOCAL_RANK."""
         capture_output()
+        self.gpus = gpus
         self.rank, self.world_size = rank, world_size
         self.model_cfg, self.learner_cfg, self.algo = model, learner, algo
         self.temperature = temperature
@@ -65,39 +71,64 @@ class LearnerWorker:
         self.total_steps = 1
 
     def address(self) -> tuple[str, int]:
-        """Host and a free port for the process group's rendezvous (called on rank 0)."""
+        """Host and a free port for the process group's rendezvous (called on rank 0): this node's
+        Ray IP, which ranks on other nodes can reach."""
         import socket
 
         with socket.socket() as s:
             s.bind(("", 0))
-            return socket.gethostbyname(socket.gethostname()), s.getsockname()[1]
+            return node_ip_address(), s.getsockname()[1]
 
     def setup(
-        self, master_addr: str, master_port: int, seed: int, total_steps: int | None = None
+        self,
+        master_addr: str,
+        master_port: int,
+        seed: int,
+        total_steps: int | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         """Joins the process group, loads and shards the policy, builds the optimizer.
 
         `total_steps` (optimizer steps of the run) sets the length of the learning-rate schedule.
+        `timeout_s` (run.stage_timeout_s) bounds each collective; None keeps torch's default,
+        which differs by backend (NCCL 10 min, gloo 30), so a long drain-mode push would trip
+        NCCL's first.
         """
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         if self.learner_cfg.cpu_cores:
             pin_to_cores(self.learner_cfg.cpu_cores)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        index = self._cuda_index()
+        device = "cpu" if index is None else "cuda"
+        if index is not None:
+            torch.cuda.set_device(index)  # "cuda" below means this device
         dist.init_process_group(
-            "nccl" if device == "cuda" else "gloo", rank=self.rank, world_size=self.world_size
+            "nccl" if device == "cuda" else "gloo",
+            rank=self.rank,
+            world_size=self.world_size,
+            timeout=None if timeout_s is None else timedelta(seconds=timeout_s),
         )
         torch.manual_seed(seed)
         # Master weights stay float32; the strategy casts to model.dtype for compute.
         model = AutoModelForCausalLM.from_pretrained(self.model_cfg.path, dtype=torch.float32)
         model.config.use_cache = False
+        # Every forward below scores tokens from the hidden states: no [T, V] logits are held.
+        use_chunked_head(model, self.learner_cfg.logprob_chunk_tokens)
         self.policy = build_policy(
             model, self.learner_cfg, device, self.world_size, self.model_cfg.dtype
         )
         self.model = self.policy.model
         self.device = device
         self.total_steps = total_steps or 1
+
+    def _cuda_index(self) -> int | None:
+        """The CUDA device this rank trains on; None on CPU."""
+        if self.gpus is None:
+            return int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else None
+        if self.gpus == 0:
+            return None
+        import ray
+
+        return cuda_index(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"), self.rank)
 
     def _optimizer_step(self) -> float:
         """Applies the accumulated gradients at the scheduled rate; returns the grad norm as a
@@ -131,9 +162,8 @@ class LearnerWorker:
     def _forward_backward(
         self, row: PackedRow, total_loss_tokens: int, old: Tensor | None
     ) -> dict[str, float]:
-        inputs = self._row_inputs(row)
-        logits = self.model(**inputs).logits  # [1, T, V]
-        logprobs = token_logprobs(logits, inputs["input_ids"], self.temperature)  # [1, T]
+        scores = self._scores(row, self.temperature)
+        logprobs = scores.logprobs  # [1, T]
         mask = row.loss_mask.to(self.device).unsqueeze(0)
         loss, metrics = olmorl_policy_loss(
             logprobs,
@@ -147,35 +177,28 @@ class LearnerWorker:
             tis_cap=self.algo.tis_cap,
         )
         self._backward(loss)
-        with torch.no_grad():
-            entropy = token_entropy(logits.detach(), self.temperature)
-            entropy_share = torch.where(mask, entropy, 0.0).sum() / total_loss_tokens
+        # The entropy is a metric: the scores carry it without gradient.
+        entropy_share = torch.where(mask, scores.entropy, 0.0).sum() / total_loss_tokens
         return {"loss": float(loss.detach()), "entropy": float(entropy_share), **metrics.as_dict()}
 
     @torch.no_grad()
     def _logprobs_no_grad(self, rows: Sequence[PackedRow]) -> list[Tensor]:
-        out = []
-        for row in rows:
-            inputs = self._row_inputs(row)
-            out.append(
-                token_logprobs(self.model(**inputs).logits, inputs["input_ids"], self.temperature)[
-                    0
-                ].cpu()
-            )
-        return out
+        return [self._scores(row, self.temperature).logprobs[0].cpu() for row in rows]
 
     @torch.no_grad()
     def sequence_logprobs(self, token_ids: Sequence[int], temperature: float = 1.0) -> list[float]:
         """log p(token_t | tokens_<t) of one sequence under the current weights (position 0: 0)."""
         ids = torch.tensor([list(token_ids)], device=self.device)
-        logits = self.model(input_ids=ids, use_cache=False).logits  # [1, T, V]
-        return token_logprobs(logits, ids, temperature)[0].tolist()
+        scores = self.model(input_ids=ids, use_cache=False, temperature=temperature)
+        return scores.logprobs[0].tolist()
 
-    def _row_inputs(self, row: PackedRow) -> dict:
-        return {
+    def _scores(self, row: PackedRow, temperature: float) -> TokenScores:
+        """The policy's token log-probs and entropies over one packed row, # [1, T] each."""
+        inputs = {
             k: v.to(self.device) if isinstance(v, Tensor) else v
             for k, v in row.model_inputs().items()
         }
+        return self.model(**inputs, temperature=temperature)
 
     def _backward(self, loss: Tensor) -> None:
         # The strategies average gradients over ranks; each loss is already a share of the
@@ -190,12 +213,9 @@ class LearnerWorker:
         """
         metrics = {"loss": 0.0, "tokens": 0.0}
         for row in batch.rows:
-            inputs = self._row_inputs(row)
-            logits = self.model(**inputs).logits  # [1, T, V]
+            logprobs = self._scores(row, 1.0).logprobs  # [1, T]
             mask = row.loss_mask.to(self.device).unsqueeze(0)  # [1, T]
-            loss, parts = masked_nll_loss(
-                logits, inputs["input_ids"], mask, batch.total_loss_tokens
-            )
+            loss, parts = masked_nll_loss(logprobs, mask, batch.total_loss_tokens)
             self._backward(loss)
             for key, value in parts.items():
                 metrics[key] += value
@@ -206,12 +226,10 @@ class LearnerWorker:
         """One optimizer step of the preference loss over the step's pairs; metric shares."""
         metrics: dict[str, float] = {}
         for row, reference in zip(batch.rows, batch.reference_logps, strict=True):
-            inputs = self._row_inputs(row)
-            logits = self.model(**inputs).logits  # [1, T, V]
+            logps = self._scores(row, 1.0).logprobs  # [1, T]
             if row.num_loss_tokens == 0:  # a padding row: no pairs, but the collectives run
-                self._backward(logits.sum() * 0.0)
+                self._backward(logps.sum() * 0.0)
                 continue
-            logps = token_logprobs(logits, inputs["input_ids"], 1.0)  # [1, T]
             sums, lengths = document_sums(row, logps)  # [D], [D]
             reference = reference.to(self.device)  # [D]
             loss, parts = preference_loss(
@@ -241,8 +259,7 @@ class LearnerWorker:
         """
         out = []
         for row in rows:
-            inputs = self._row_inputs(row)
-            logps = token_logprobs(self.model(**inputs).logits, inputs["input_ids"], 1.0)
+            logps = self._scores(row, 1.0).logprobs  # [1, T]
             if row.num_loss_tokens == 0:
                 continue
             sums, counts = document_sums(row, logps)

@@ -2,23 +2,29 @@
 
 Rollout engines (vLLM), learner ranks (one torch.distributed group) and reward workers, started
 on the current Ray cluster; `producer()` keeps the engines and reward workers busy (producer.py).
-An engine that dies is replaced in the background and rejoins once it holds the current weights.
+An engine that dies is replaced in the background once its processes are gone, and rejoins once
+it holds the current weights.
 """
 
 import threading
 from collections.abc import Sequence
+from functools import partial
 
 import ray
-import torch
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, TaskUnschedulableError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from olmorl.actor_logs import actor_options
 from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
 from olmorl.data.thinking import response_decoder
+from olmorl.placement import rl_needs
+from olmorl.processes import Process, still_running
+from olmorl.ray_init import Reservation, cluster_uses_gpus, reserve, wait_started
 from olmorl.rl.batch import StepBatch
 from olmorl.rl.producer import ProducerSettings, RolloutProducer
 from olmorl.rl.prompts import PromptSampler
+from olmorl.rl.replacement import start_with_backoff, wait_until_gone
 from olmorl.rl.rewards import RewardWorker
 from olmorl.rl.types import Prompt
 from olmorl.rollout.engine import RolloutEngine
@@ -30,12 +36,26 @@ from olmorl.train.learners import LearnerGroup
 class RLCluster:
     def __init__(self, cfg: RLConfig, verifier_names: Sequence[str]):
         self.cfg = cfg
+        # Checked (and on GPUs held) before any actor starts: a run too big for the cluster
+        # stops here with what is missing, instead of its actors waiting for GPUs forever.
+        self.placement = reserve(rl_needs(cfg, cluster_uses_gpus()), cfg.run.stage_timeout_s)
+        try:
+            self._start(verifier_names)
+        except BaseException:
+            self.placement.release()  # and with it every actor placed in it
+            raise
+
+    def _start(self, verifier_names: Sequence[str]) -> None:
+        cfg, limit = self.cfg, self.cfg.run.stage_timeout_s
         self.rollout_actors = [self._new_engine(i) for i in range(cfg.rollout.num_actors)]
         # Engines that died, and their replacements once started (not yet given the weights).
         self._lost: set[int] = set()
         self._replacements: dict[int, ray.actor.ActorHandle] = {}
         self._replacement_errors: dict[int, str] = {}
         self._replacing = threading.Lock()
+        # Each engine's node and processes, reported once started: what must be gone before a
+        # replacement may take its GPUs.
+        self._engine_processes: dict[int, tuple[str, list[Process]]] = {}
         self.learners = LearnerGroup(
             cfg.model,
             cfg.learner,
@@ -43,30 +63,37 @@ class RLCluster:
             cfg.run.steps * cfg.algo.num_mini_batches,
             cfg.algo,
             cfg.rollout.temperature,
-            cfg.run.stage_timeout_s,
+            limit,
+            self.placement,
         )
         judge_url = self._start_judge_server(cfg.verifiers.judge_server)
-        engines_started = [a.start.remote() for a in self.rollout_actors]
+        engines_started = {
+            f"rollout engine {i}": a.start.remote() for i, a in enumerate(self.rollout_actors)
+        }
         self.learners.wait("setup", self.learners.start())
-        ray.get(engines_started)
-        verifiers = (
-            _with_judge_url(cfg.verifiers, ray.get(judge_url)) if judge_url else cfg.verifiers
-        )
+        wait_started(engines_started, limit)
+        where = ray.get([a.processes.remote() for a in self.rollout_actors], timeout=limit)
+        self._engine_processes = dict(enumerate(where))
+        verifiers = cfg.verifiers
+        if judge_url is not None:
+            url = wait_started({"the judge server": judge_url}, limit)["the judge server"]
+            verifiers = _with_judge_url(verifiers, url)
         self.reward_workers = new_reward_workers(verifiers, verifier_names)
         self.version = 0
 
     def _new_engine(self, index: int) -> ray.actor.ActorHandle:
-        return new_engine(self.cfg, index)
+        return new_engine(self.cfg, index, self.placement)
 
     def replace_engine(self, index: int) -> None:
-        """Engine `index` died: starts a replacement in the background. It serves nothing until
+        """Engine `index` died: starts a replacement in the background, once the dead engine's
+        processes are gone (retrying the start with backoff). It serves nothing until
         `install_replacements` has given it the current weights."""
+        name = f"rollout engine {index}"
 
         def start() -> None:
-            ray.kill(self.rollout_actors[index])  # a crashed actor may be only half dead
-            engine = self._new_engine(index)
             try:
-                ray.get(engine.start.remote())
+                self._retire_engine(index)
+                engine = start_with_backoff(lambda: self._start_engine(index), name)
             except Exception as e:  # noqa: BLE001 -- reported by install_replacements
                 with self._replacing:
                     self._replacement_errors[index] = f"{type(e).__name__}: {e}"
@@ -77,6 +104,30 @@ class RLCluster:
         with self._replacing:
             self._lost.add(index)
         threading.Thread(target=start, name=f"replace-engine-{index}", daemon=True).start()
+
+    def _retire_engine(self, index: int) -> None:
+        """Kills engine `index` (a crashed actor may be only half dead), and any process it ran
+        that outlived it, and waits until they are all gone: on a GPU they hold the memory its
+        replacement needs."""
+        with self._replacing:
+            where = self._engine_processes.pop(index, None)
+        ray.kill(self.rollout_actors[index])
+        if where is not None:  # else it died before reporting them: only the backoff helps
+            wait_until_gone(partial(_kill_on_node, *where), f"rollout engine {index}")
+
+    def _start_engine(self, index: int) -> ray.actor.ActorHandle:
+        """A new engine `index`, started; killed again if its start fails."""
+        limit = self.cfg.run.stage_timeout_s
+        engine = self._new_engine(index)
+        try:
+            wait_started({f"rollout engine {index}": engine.start.remote()}, limit)
+            where = ray.get(engine.processes.remote(), timeout=limit)
+        except BaseException:
+            ray.kill(engine)
+            raise
+        with self._replacing:
+            self._engine_processes[index] = where
+        return engine
 
     def install_replacements(self) -> list[int]:
         """Gives every started replacement the current weights (the learners must be idle);
@@ -106,7 +157,7 @@ class RLCluster:
             return None
         self.judge_server = (
             ray.remote(JudgeServer)
-            .options(num_cpus=1, num_gpus=server.num_gpus, **actor_options("judge"))
+            .options(**self.placement.actor_options("judge", 0), **actor_options("judge"))
             .remote(
                 server.model,
                 dtype=server.dtype,
@@ -250,21 +301,34 @@ class RLCluster:
             replacements = list(self._replacements.values())
         for actor in self.rollout_actors + self.reward_workers + replacements:
             ray.kill(actor)
+        self.placement.release()
 
 
-def new_engine(cfg: RLConfig, index: int) -> ray.actor.ActorHandle:
-    """Rollout engine `index` of the run as a Ray actor (not started)."""
-    gpu = 1 if torch.cuda.is_available() else 0
+def new_engine(cfg: RLConfig, index: int, placement: Reservation) -> ray.actor.ActorHandle:
+    """Rollout engine `index` of the run as a Ray actor (not started), where `placement` puts it."""
     max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
     return (
         ray.remote(RolloutEngine)
-        .options(
-            num_cpus=1,
-            num_gpus=gpu * cfg.rollout.tensor_parallel_size,
-            **actor_options(f"engine-{index}"),
-        )
+        .options(**placement.actor_options("engine", index), **actor_options(f"engine-{index}"))
         .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
     )
+
+
+@ray.remote(num_cpus=0)
+def _still_running(processes: list[Process]) -> list[int]:
+    return still_running(processes, kill=True)
+
+
+def _kill_on_node(node_id: str, processes: list[Process]) -> list[int]:
+    """SIGKILLs whichever of `processes` (on Ray node `node_id`) still run; returns their pids.
+    None run on a node that is gone."""
+    task = _still_running.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+    )
+    try:
+        return ray.get(task.remote(processes))
+    except TaskUnschedulableError:
+        return []
 
 
 def new_reward_workers(

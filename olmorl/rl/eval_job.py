@@ -14,7 +14,8 @@ def evaluate_checkpoint(cfg: RLConfig) -> dict[str, float]:
     """`eval/...` metrics of `cfg.model.path` on `cfg.eval.data`, sampled as `cfg.eval` says."""
     from transformers import AutoTokenizer
 
-    from olmorl.ray_init import init_ray
+    from olmorl.placement import eval_needs
+    from olmorl.ray_init import cluster_uses_gpus, init_ray, reserve, wait_started
     from olmorl.rl.cluster import evaluate_on, new_engine, new_reward_workers, wait_quietly
     from olmorl.rl.loop import load_rl_prompts
 
@@ -30,16 +31,20 @@ def evaluate_checkpoint(cfg: RLConfig) -> dict[str, float]:
     prompts = prompts[: cfg.eval.max_prompts]
     names = sorted({name for r in rows for name in r.verifier_names})
     started_ray = init_ray(cfg.rollout.num_actors)
-    engines, workers = [], []
+    engines, workers, placement = [], [], None
     try:
-        engines = [new_engine(cfg, i) for i in range(cfg.rollout.num_actors)]
-        ray.get([e.start.remote() for e in engines])
+        placement = reserve(eval_needs(cfg, cluster_uses_gpus()), cfg.run.stage_timeout_s)
+        engines = [new_engine(cfg, i, placement) for i in range(cfg.rollout.num_actors)]
+        started = {f"rollout engine {i}": e.start.remote() for i, e in enumerate(engines)}
+        wait_started(started, cfg.run.stage_timeout_s)
         workers = new_reward_workers(cfg.verifiers, names)
         return evaluate_on(engines, workers, cfg, prompts, tokenizer)
     finally:
         wait_quietly([a.shutdown.remote() for a in engines + workers])
         for actor in engines + workers:
             ray.kill(actor)
+        if placement is not None:
+            placement.release()
         if started_ray:
             ray.shutdown()
 

@@ -30,7 +30,8 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     from olmorl.actor_logs import actor_log_dir
     from olmorl.io import atomic_write_text
     from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
-    from olmorl.ray_init import init_ray
+    from olmorl.placement import rl_needs
+    from olmorl.ray_init import ActorStartTimeout, init_ray
     from olmorl.rl.cluster import EngineLost, RLCluster
     from olmorl.rl.producer import RolloutStalled
     from olmorl.rl.prompts import PromptSampler
@@ -62,7 +63,9 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     skipped = skipped_rows(splits)
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
     data_log = (run_dir / DATA_LOG_NAME).open("a")
-    started_ray = init_ray(cfg.num_actors, actor_log_dir(cfg.run, run_dir))
+    # A local cluster gets a CPU for every actor the run asks one for (the judge server too).
+    cpus = int(rl_needs(cfg, gpus=False).needed("CPU"))
+    started_ray = init_ray(cpus, actor_log_dir(cfg.run, run_dir))
     cluster = None
     checkpoints: list[Path] = []
     producer = None
@@ -109,7 +112,14 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
                         run_dir, step, state, cluster.learners.save, cfg.run.keep_checkpoints
                     )
                 )
-    except (LearnerFailed, LearnerStalled, VerifierDown, RolloutStalled, EngineLost) as e:
+    except (
+        LearnerFailed,
+        LearnerStalled,
+        VerifierDown,
+        RolloutStalled,
+        EngineLost,
+        ActorStartTimeout,
+    ) as e:
         raise stopped(e, run_dir) from None
     finally:
         log.close()

@@ -27,14 +27,21 @@ def sampling_params(rollout: RolloutConfig, n: int, seed: int | None, **extra):
     from vllm import SamplingParams
     from vllm.platforms import current_platform
 
-    if current_platform.is_cpu():
-        # vLLM 0.32 on CPU crashes the engine ("CPU Generator does not use offset") when a
-        # request with its own seed has a chunked prefill; CPU runs rely on the engine's seed.
-        seed = None
-
     extra.setdefault("max_tokens", rollout.max_response_tokens)
     extra.setdefault("temperature", rollout.temperature)
+    seed = request_seed(rollout.seeded, seed, on_cpu=current_platform.is_cpu())
     return SamplingParams(n=n, logprobs=0, seed=seed, **extra)
+
+
+def request_seed(seeded: bool, seed: int | None, on_cpu: bool) -> int | None:
+    """The seed one request carries: `seed` only with `rollout.seeded`, else None (the engine's
+    seed then drives sampling). A seeded request sends vLLM's GPU sampler down a per-row path
+    (a generator per request), slower than the batched one, hence off by default."""
+    if on_cpu:
+        # vLLM 0.32 on CPU crashes the engine ("CPU Generator does not use offset") when a
+        # request with its own seed has a chunked prefill; CPU runs rely on the engine's seed.
+        return None
+    return seed if seeded else None
 
 
 class RolloutEngine:
@@ -66,6 +73,10 @@ class RolloutEngine:
             max_model_len=self.max_model_len,
             max_num_seqs=self.rollout.max_num_seqs,
             tensor_parallel_size=self.rollout.tensor_parallel_size,
+            # This actor holds the engine's GPUs itself (in its placement-group bundle on GPU
+            # clusters); vLLM, finding itself in a placement group, would otherwise pick its Ray
+            # executor and try to place its workers in the run's bundles.
+            distributed_executor_backend="mp" if self.rollout.tensor_parallel_size > 1 else None,
             gpu_memory_utilization=self.rollout.gpu_memory_utilization,
             enforce_eager=self.rollout.enforce_eager,
             seed=self.seed,
@@ -201,6 +212,16 @@ class RolloutEngine:
         self.version = version
         await self.llm.resume_generation()
         self.activity.paused(False)
+
+    def processes(self) -> tuple[str, list[tuple[int, float]]]:
+        """This engine's Ray node id and processes (the actor and vLLM's engine-core and worker
+        processes under it, as (pid, start time)): what must be gone before a replacement may
+        take its GPUs."""
+        import ray
+
+        from olmorl.processes import process_tree
+
+        return ray.get_runtime_context().get_node_id(), process_tree()
 
     def take_activity(self) -> dict[str, float]:
         """Busy time, occupancy, pause time and tokens since the last call (`EngineActivity`)."""

@@ -1,8 +1,9 @@
 """A vLLM OpenAI-compatible server for the `judge` verifier, run as a subprocess.
 
 A plain class; `ray.remote(JudgeServer)` places it as an actor (give it the judge's GPU). `start()`
-launches `python -m vllm.entrypoints.openai.api_server` on a free local port and returns once
-`/health` answers; `url()` is the base URL for the verifier's `url` option.
+launches `python -m vllm.entrypoints.openai.api_server` on a free port of every interface and
+returns once `/health` answers; `url()`, at the node's IP, is the base URL for the verifier's `url`
+option, reachable from reward workers on any node.
 """
 
 import os
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from olmorl.actor_logs import capture_output
+from olmorl.node_ip import node_ip_address
 
 _LOG_TAIL_CHARS = 4000
 
@@ -51,6 +53,8 @@ class JudgeServer:
         self.dtype, self.max_model_len = dtype, max_model_len
         self.gpu_memory_utilization = gpu_memory_utilization
         self.extra_args, self.startup_timeout_s = list(extra_args), startup_timeout_s
+        self.host = ""
+        """The address `url()` gives: the node's IP (set by `start()`)."""
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self.log_path: str | None = None
@@ -61,14 +65,15 @@ class JudgeServer:
 
         if self.process is not None:
             return self.url()
-        self.port = _free_port()
+        self.host, self.port = node_ip_address(), _free_port()
         fd, self.log_path = tempfile.mkstemp(prefix="olmorl_judge_server_", suffix=".log")
         command = [
             sys.executable, "-c", _GUARD,
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model_path,
             "--served-model-name", self.served_model_name,
-            "--host", "127.0.0.1",
+            # Every interface: reward workers on other nodes call it at the node's IP.
+            "--host", "0.0.0.0",
             "--port", str(self.port),
             "--dtype", self.dtype,
             "--disable-log-stats",
@@ -114,10 +119,10 @@ class JudgeServer:
             time.sleep(0.5)
 
     def url(self) -> str:
-        """The OpenAI-compatible base URL, e.g. http://127.0.0.1:PORT/v1."""
+        """The OpenAI-compatible base URL at the node's IP, e.g. http://10.0.0.5:PORT/v1."""
         if self.port is None:
             raise RuntimeError("the judge server is not started; call start() first")
-        return f"http://127.0.0.1:{self.port}/v1"
+        return base_url(self.host, self.port)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stops the server (SIGTERM); past `timeout_s`, kills its whole process group."""
@@ -141,9 +146,15 @@ class JudgeServer:
             return f.read().decode(errors="replace")
 
 
+def base_url(host: str, port: int) -> str:
+    """The server's OpenAI-compatible base URL at `host` (an IPv6 address goes in brackets)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+
+
 def _free_port() -> int:
+    """A port free on every interface, as the server binds it."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 

@@ -3,7 +3,8 @@
 It is made without torch.distributed's default group, which the learners' FSDP group and vLLM's
 own tensor-parallel group already hold in their processes: a TCPStore rendezvous and a process
 group object of its own, gloo between CPU processes, NCCL between GPUs. The code is the same on
-both; only the buffers' device and the group class differ.
+both; only the buffers' device and the group class differ. A group is connected (warmed up) before
+`new_group` returns, and a group a collective failed in is aborted, never reused.
 """
 
 import time
@@ -13,6 +14,16 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+# Watching a wait: the pause between two checks is this share of the time waited so far, so the
+# root sees a bucket's broadcast end at most ~10% (plus one check) after it did, whether it takes
+# 2 ms (NCCL over NVLink) or 200 ms (gloo on CPU). A pause doubled at every check can overshoot by
+# the whole broadcast time again (from 0.1 ms, a 220 ms bucket is seen done at ~405 ms). The floor
+# keeps the first checks from spinning on Ray calls; the cap (`poll_s`) bounds how late a failed
+# peer is noticed, and the overshoot, during a long wait.
+_PAUSE_SHARE = 0.1
+_MIN_PAUSE_S = 1e-4
+_MAX_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -67,22 +78,54 @@ def join_store(info: TransferGroupInfo) -> dist.TCPStore:
 def new_group(
     store: dist.Store, name: str, rank: int, world_size: int, device: torch.device, timeout_s: float
 ) -> dist.ProcessGroup:
-    """Joins group `name` as `rank`. gloo returns once every rank has joined (or raises at the
-    timeout); NCCL connects at the group's first collective."""
+    """Joins group `name` as `rank`; returns once every rank has joined and the group has carried
+    one broadcast, or raises within `timeout_s` (and the group is aborted)."""
+    deadline = time.monotonic() + timeout_s
     store = dist.PrefixStore(name, store)
     timeout = timedelta(seconds=timeout_s)
     if backend_for(device) == "nccl":
         options = dist.ProcessGroupNCCL.Options()
         options._timeout = timeout
-        return dist.ProcessGroupNCCL(store, rank, world_size, options)
-    return dist.ProcessGroupGloo(store, rank, world_size, timeout)
+        group = dist.ProcessGroupNCCL(store, rank, world_size, options)
+    else:
+        group = dist.ProcessGroupGloo(store, rank, world_size, timeout)
+    try:
+        _warm_up(group, name, rank, device, deadline, timeout_s)
+    except BaseException:
+        abort_group(group)
+        raise
+    return group
+
+
+def _warm_up(
+    group: dist.ProcessGroup,
+    name: str,
+    rank: int,
+    device: torch.device,
+    deadline: float,
+    timeout_s: float,
+) -> None:
+    """One 1-element broadcast. gloo connects every pair while the group is made, but NCCL only at
+    its first collective: without this, a member that cannot reach the others (or never joined)
+    would fail or hang at the first push, outside the rendezvous that watches the set-up. The
+    deadline bounds NCCL's wait, which blocks the stream rather than raising."""
+
+    def within_deadline() -> None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"weight group {name!r}: rank {rank}'s first broadcast (the warm-up that connects "
+                f"the group) did not finish within {timeout_s:g} s; a member never joined or "
+                "cannot reach the others"
+            )
+
+    broadcast_from_root(group, torch.zeros(1, device=device), check_peers=within_deadline)
 
 
 def broadcast_from_root(
     group: dist.ProcessGroup,
     buffer: torch.Tensor,
     check_peers: Callable[[], None] | None = None,
-    poll_s: float = 0.2,
+    poll_s: float = _MAX_PAUSE_S,
 ) -> None:
     """Rank 0's `buffer` into every other rank's `buffer` (same size); returns once this rank's
     part is done. `check_peers` runs while waiting and raises if a peer has failed, so a dead or
@@ -96,17 +139,27 @@ def broadcast_from_root(
 
 
 def wait_watching(
-    is_done: Callable[[], bool], check_peers: Callable[[], None], poll_s: float = 0.2
+    is_done: Callable[[], bool], check_peers: Callable[[], None], poll_s: float = _MAX_PAUSE_S
 ) -> None:
-    """Returns once `is_done()`; meanwhile `check_peers()` raises if a peer has failed."""
-    pause = 1e-4  # short at first: most waits end within milliseconds
+    """Returns once `is_done()`; meanwhile `check_peers()` raises if a peer has failed. Checks
+    every tenth of the time waited so far (from 0.1 ms), at most every `poll_s` seconds."""
+    start = time.monotonic()
     while not is_done():
         check_peers()
-        time.sleep(pause)
-        pause = min(2 * pause, poll_s)
+        waited = time.monotonic() - start
+        time.sleep(min(max(_PAUSE_SHARE * waited, _MIN_PAUSE_S), poll_s))
 
 
 def close_group(group: dist.ProcessGroup | None) -> None:
     """Releases a group's connections (and NCCL communicators) now rather than at collection."""
     if group is not None:
         group.shutdown()
+
+
+def abort_group(group: dist.ProcessGroup | None) -> None:
+    """Tears down a group a collective failed in, without waiting for that collective (which
+    `close_group` would, possibly for ever). NCCL aborts this rank's communicators, ending its
+    pending kernels; peers' collectives end at their own timeout or abort. On gloo (torch 2.13)
+    `abort` only marks the group: a pending collective still ends at the group's timeout."""
+    if group is not None:
+        group.abort()

@@ -27,6 +27,7 @@ from vllm.model_executor.model_loader.reload import (
 from olmorl.rollout.buckets import BucketLayout, unpack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
+    abort_group,
     backend_for,
     broadcast_from_root,
     close_group,
@@ -99,7 +100,14 @@ class OlmorlWeightTransferEngine(WeightTransferEngine[GroupInitInfo, BucketUpdat
             )
         layout = BucketLayout(**update_info.layout)
         buffer = torch.empty(layout.num_bytes, dtype=torch.uint8, device=self.device)
-        broadcast_from_root(self.group, buffer)
+        try:
+            broadcast_from_root(self.group, buffer)
+        except Exception:
+            # The group is broken (the root aborted it, or a peer is gone): abort it, so that
+            # joining the next group does not wait on it in `close_group`.
+            abort_group(self.group)
+            self.group, self.group_name = None, ""
+            raise
         self.model.load_weights(unpack_bucket(buffer, layout))
 
     def finish_weight_update(self) -> None:

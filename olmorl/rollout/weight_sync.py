@@ -9,6 +9,7 @@ Two transports behind one `WeightSink` (`rollout.weight_transfer`):
 Either way the engines pause around the push (`begin_weight_update`, `finish_weight_update`).
 """
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,7 @@ from torch import Tensor
 from olmorl.rollout.buckets import pack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
+    abort_group,
     backend_for,
     broadcast_from_root,
     close_group,
@@ -126,16 +128,24 @@ class BroadcastWeightSink(_EngineSink):
 
     def _flush(self) -> None:
         refs, self._loading = self._loading, []
+        if not refs:
+            return
         try:
             ray.get(refs, timeout=self.timeout_s)
         except (RuntimeError, RayError) as e:
             self._failed(e)
 
     def _failed(self, error: Exception):
-        # The group is unusable now (a peer is gone or stuck); it is dropped, not shut down,
-        # since a shutdown could wait on the broken collective. Dropped whatever its key: a dead
-        # engine may already have left this sink's actor set.
+        # The group is unusable now (a peer is gone or stuck): it is aborted, since a shutdown
+        # could wait on the broken collective, and dropped whatever its key (a dead engine may
+        # already have left this sink's actor set). The next push forms a new one.
+        groups = {id(entry[0]): entry[0] for entry in _GROUPS.values()}
+        if self._current is not None:
+            groups[id(self._current[0])] = self._current[0]
         _GROUPS.clear()
+        self._current = None
+        for group in groups.values():
+            abort_group(group)
         raise WeightPushFailed(
             f"weight broadcast to {len(self.actors)} rollout engine(s) failed "
             f"({type(error).__name__}: {error}); set rollout.weight_transfer=file to ride out "
@@ -166,6 +176,10 @@ class BroadcastWeightSink(_EngineSink):
         tp = self.tensor_parallel_size
         world = 1 + tp * len(self.actors)
         device = torch.device(self.device)
+        if device.type == "cuda":
+            # Fixed here: the warm-up runs in another thread, whose current device may differ,
+            # and NCCL would connect again lazily for the buckets' device at the first push.
+            device = torch.device("cuda", torch.cuda.current_device())
         host = ray.util.get_node_ip_address()
         store = open_store(host, world, self.timeout_s)
         name = f"weights-{uuid.uuid4().hex[:12]}"
@@ -176,12 +190,24 @@ class BroadcastWeightSink(_EngineSink):
             for i in range(len(self.actors))
         ]
         joins = [a.join_weight_group.remote(info.as_dict()) for a, info in zip(self.actors, infos)]
-        # The root's rendezvous runs beside the engines' joins, so that an engine that fails to
-        # join (unreachable store, wrong backend) is reported at once, not at the timeout.
+        # The root's rendezvous (and the group's warm-up broadcast) runs beside the engines'
+        # joins, so that an engine that fails to join (unreachable store, wrong backend) is
+        # reported at once, not at the timeout; the deadline ends a wait that nothing ends
+        # (NCCL's connect blocks without a timeout of its own while a member is missing).
+        deadline = time.monotonic() + self.timeout_s
+
+        def check_joins() -> None:
+            _raise_failed(joins)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"weight group {name!r} was not formed within {self.timeout_s:g} s: an "
+                    "engine never joined or cannot reach the learner"
+                )
+
         pool = ThreadPoolExecutor(max_workers=1)
         try:
             forming = pool.submit(new_group, store, name, 0, world, device, self.timeout_s)
-            wait_watching(forming.done, lambda: _raise_failed(joins))
+            wait_watching(forming.done, check_joins)
             group = forming.result()
         finally:
             pool.shutdown(wait=False)  # a rendezvous left waiting ends at its own timeout

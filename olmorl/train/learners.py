@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from olmorl.actor_logs import actor_options
@@ -20,6 +19,8 @@ from olmorl.algo import PackedRow
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
 from olmorl.learner.batch import shard_rows
 from olmorl.learner.worker import LearnerWorker
+from olmorl.placement import trainer_needs
+from olmorl.ray_init import Reservation, cluster_uses_gpus, reserve, wait_started
 from olmorl.train.checkpoints import TRAIN_STATE_DIR
 
 _ROWS_PER_CALL = 16
@@ -34,20 +35,27 @@ class LearnerGroup:
         total_steps: int,
         algo: AlgorithmConfig | None = None,
         temperature: float = 1.0,
-        stage_timeout_s: float | None = None,
+        stage_timeout_s: float = 3600.0,
+        placement: Reservation | None = None,
     ):
-        gpu = 1 if torch.cuda.is_available() else 0
+        """`placement`: where the ranks go (RLCluster reserves for the whole run); None reserves
+        for the ranks alone, released by `shutdown`."""
+        self._owned = None
+        if placement is None:
+            placement = self._owned = reserve(
+                trainer_needs(learner, cluster_uses_gpus()), stage_timeout_s
+            )
+        gpus = placement.needs.group("learner").gpus
         world = learner.num_workers
         # A second thread per actor serves `stacks` while the first may be stuck.
         self.actors = [
             ray.remote(LearnerWorker)
             .options(
-                num_cpus=1,
-                num_gpus=gpu,
                 max_concurrency=2,
+                **placement.actor_options("learner", rank),
                 **actor_options(f"learner-{rank}", threads=len(learner.cpu_cores or ())),
             )
-            .remote(rank, world, model, learner, algo, temperature)
+            .remote(rank, world, model, learner, algo, temperature, gpus=gpus)
             for rank in range(world)
         ]
         self.stage_timeout_s = stage_timeout_s
@@ -56,8 +64,12 @@ class LearnerGroup:
     def start(self) -> list[ray.ObjectRef]:
         """Refs of every rank's setup (the caller may start other actors meanwhile)."""
         _, _, seed, total_steps = self._setup
-        address, port = ray.get(self.actors[0].address.remote())
-        return [a.setup.remote(address, port, seed, total_steps) for a in self.actors]
+        ready = {"learner rank 0": self.actors[0].address.remote()}
+        address, port = wait_started(ready, self.stage_timeout_s)["learner rank 0"]
+        return [
+            a.setup.remote(address, port, seed, total_steps, timeout_s=self.stage_timeout_s)
+            for a in self.actors
+        ]
 
     @property
     def world_size(self) -> int:
@@ -163,6 +175,8 @@ class LearnerGroup:
             pass
         for actor in self.actors:
             ray.kill(actor)
+        if self._owned is not None:
+            self._owned.release()
 
 
 class LearnerFailed(RuntimeError):

@@ -69,7 +69,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
 
     from olmorl.actor_logs import actor_log_dir
     from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
-    from olmorl.ray_init import init_ray
+    from olmorl.ray_init import ActorStartTimeout, init_ray
     from olmorl.run_errors import stopped
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
     from olmorl.train.learners import LearnerFailed, LearnerGroup, LearnerStalled
@@ -125,7 +125,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
                         cfg.run.keep_checkpoints,
                     )
                 )
-    except (LearnerFailed, LearnerStalled) as e:
+    except (LearnerFailed, LearnerStalled, ActorStartTimeout) as e:
         raise stopped(e, run_dir) from None
     finally:
         log.close()

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from olmorl.algo.nll import masked_nll_loss
+from olmorl.algo import token_logprobs
+from olmorl.algo.nll import masked_nll_loss as nll_of_logprobs
+
+
+def masked_nll_loss(logits, ids, mask, total_loss_tokens):
+    """The loss as the learner computes it, from the token log-probs of the logits."""
+    return nll_of_logprobs(token_logprobs(logits, ids, 1.0), mask, total_loss_tokens)
 
 
 def reference(logits, ids, mask, total):

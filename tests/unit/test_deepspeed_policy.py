@@ -19,8 +19,10 @@ from transformers import AutoModelForCausalLM
 
 from olmorl.algo.nll import masked_nll_loss
 from olmorl.config import DeepSpeedStrategy, FSDP2Strategy, LearnerConfig
+from olmorl.learner import deepspeed_policy
 from olmorl.learner.backend import FSDP2Policy, ShardedPolicy
 from olmorl.learner.deepspeed_policy import DeepSpeedPolicy
+from olmorl.learner.scoring import use_chunked_head
 
 WORLD_SIZE = 2
 STEPS = 5
@@ -28,6 +30,8 @@ STEPS = 5
 # A small clip threshold so that clipping acts; weight decay so that it is compared too.
 LEARNER = LearnerConfig(lr=1e-3, weight_decay=0.1, max_grad_norm=0.5)
 VOCAB_SIZE = 200
+CHUNK_TOKENS = 16
+"""Below every row's length: the LM head runs in several chunks, as at full scale."""
 
 
 def step_rows(step: int, rank: int) -> list[torch.Tensor]:
@@ -49,9 +53,9 @@ def train_step(policy: ShardedPolicy, step: int, rank: int) -> tuple[float, floa
     loss_share = 0.0
     for input_ids in rows:
         positions = torch.arange(input_ids.shape[1])[None]
-        logits = policy.model(input_ids=input_ids, position_ids=positions, use_cache=False).logits
+        scores = policy.model(input_ids=input_ids, position_ids=positions, use_cache=False)
         mask = positions > 0
-        loss, _ = masked_nll_loss(logits, input_ids, mask, total_loss_tokens(step))
+        loss, _ = masked_nll_loss(scores.logprobs, mask, total_loss_tokens(step))
         policy.backward(loss * WORLD_SIZE)
         loss_share += float(loss.detach())
     return loss_share, policy.step(LEARNER.lr)
@@ -65,11 +69,25 @@ def build(
 ) -> ShardedPolicy:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.config.use_cache = False
+    use_chunked_head(model, CHUNK_TOKENS)  # as LearnerWorker scores tokens
     return policy_cls(model, LEARNER, strategy, "cpu", WORLD_SIZE, dtype)
+
+
+_deepspeed_config = deepspeed_policy.deepspeed_config
+
+
+def partition_every_parameter(learner, strategy, bf16):
+    """`deepspeed_config` with no persistent parameters: ZeRO-3 keeps parameters under 100K
+    elements (all of the tiny model's) gathered, where a 7B model's LM head is partitioned and
+    must be gathered for the chunked head."""
+    config = _deepspeed_config(learner, strategy, bf16)
+    config["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    return config
 
 
 def run_rank(rank: int, port: int, model_dir: str, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    deepspeed_policy.deepspeed_config = partition_every_parameter
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
     try:

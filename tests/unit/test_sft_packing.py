@@ -3,6 +3,7 @@
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from olmorl.algo import token_logprobs
 from olmorl.algo.nll import masked_nll_loss
 from olmorl.data.sft_rows import pack_sft_examples, tokenize_conversation
 from olmorl.data.synth import chat_copy_rows
@@ -13,10 +14,8 @@ def loss_and_grads(model, rows, total_tokens):
     total = 0.0
     for row in rows:
         inputs = row.model_inputs()
-        logits = model(**inputs).logits
-        loss, _ = masked_nll_loss(
-            logits, inputs["input_ids"], row.loss_mask.unsqueeze(0), total_tokens
-        )
+        logprobs = token_logprobs(model(**inputs).logits, inputs["input_ids"], 1.0)
+        loss, _ = masked_nll_loss(logprobs, row.loss_mask.unsqueeze(0), total_tokens)
         loss.backward()
         total += float(loss)
     return total, {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -48,8 +47,7 @@ def test_packed_and_unpacked_give_the_same_loss_and_gradient(tiny_model_dir):
     # The check can fail: attention that crossed documents would change the packed loss.
     crossing = {**packed[0].model_inputs(), "position_ids": None}
     crossed = masked_nll_loss(
-        model(**crossing).logits,
-        crossing["input_ids"],
+        token_logprobs(model(**crossing).logits, crossing["input_ids"], 1.0),
         packed[0].loss_mask.unsqueeze(0),
         total_tokens,
     )[0]
