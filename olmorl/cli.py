@@ -135,20 +135,15 @@ def _run_job(
         typer.echo(f"config ok; resolved config written to {write_resolved_config(cfg, run_dir)}")
         return
     from olmorl.data.loading import DataError
+    from olmorl.ray_init import ClusterTooSmall
     from verifiers.base import VerifierUnavailable
 
-    if cfg.model.preset and not Path(cfg.model.path).exists():
-        from olmorl.models.tiny import ensure_tiny_model
-
-        typer.echo(
-            f"writing a random {cfg.model.preset} Olmo3 and its tokenizer to {cfg.model.path}"
-        )
-        ensure_tiny_model(cfg.model.path, cfg.model.preset)
+    _write_missing_tiny_model(cfg)
     if not cfg.run.verbose:
         typer.echo(f"actor logs (vLLM, Ray, learners): {run_dir / 'logs'}; --verbose prints them")
     try:
         result = run(cfg, run_dir, resume)
-    except (DataError, VerifierUnavailable) as e:
+    except (DataError, VerifierUnavailable, ClusterTooSmall) as e:
         raise _fail(str(e)) from None
     except RunFailed as e:
         raise _stopped(e) from None
@@ -159,6 +154,53 @@ def _run_job(
     typer.echo(f"{plot + ':':<15}{result.plot}")
     if result.checkpoints:
         typer.echo(f"checkpoint:    {result.checkpoints[-1]}")
+
+
+def _write_missing_tiny_model(cfg) -> None:
+    if cfg.model.preset and not Path(cfg.model.path).exists():
+        from olmorl.models.tiny import ensure_tiny_model
+
+        typer.echo(
+            f"writing a random {cfg.model.preset} Olmo3 and its tokenizer to {cfg.model.path}"
+        )
+        ensure_tiny_model(cfg.model.path, cfg.model.preset)
+
+
+@app.command()
+def flow(
+    config: Annotated[
+        Path, typer.Argument(help="Flow YAML, e.g. recipes/tiny/flow_target_token.yaml.")
+    ],
+    verbose: Annotated[bool, typer.Option("--verbose", help=_VERBOSE_HELP)] = False,
+) -> None:
+    """Run a flow's stages (SFT, DPO, RL) in order, each from the last one's checkpoint. Run it
+    again to skip the finished stages and resume the one that stopped."""
+    from olmorl.config.flow import FlowConfig
+    from olmorl.data.loading import DataError
+    from olmorl.flow import run_flow
+    from olmorl.ray_init import ClusterTooSmall
+    from verifiers.base import VerifierUnavailable
+
+    flow_cfg = _load(FlowConfig, config, [])
+    flow_dir = Path(flow_cfg.output_dir) / (flow_cfg.name or config.stem)
+    stage_overrides = ["run.verbose=true"] if verbose else []
+    flow_cfg = flow_cfg.model_copy(
+        update={
+            "stages": [
+                s.model_copy(update={"overrides": [*s.overrides, *stage_overrides]})
+                for s in flow_cfg.stages
+            ]
+        }
+    )
+    try:
+        results = run_flow(flow_cfg, flow_dir, _write_missing_tiny_model, typer.echo)
+    except (DataError, VerifierUnavailable, ClusterTooSmall, ConfigError) as e:
+        raise _fail(str(e)) from None
+    except RunFailed as e:
+        raise _stopped(e) from None
+    typer.echo(f"flow directory: {flow_dir}")
+    for result in results:
+        typer.echo(f"{result.stage + ':':<15}{result.checkpoint}")
 
 
 def _offline_command(name: str, config_class, module: str, help_text: str) -> None:
@@ -217,11 +259,12 @@ def eval_checkpoint(
         recipe, [f"model.path={checkpoint}", f"eval.data=[{data}]", *(overrides or [])]
     )
     from olmorl.data.loading import DataError
+    from olmorl.ray_init import ClusterTooSmall
     from olmorl.rl.eval_job import EvalSetupError, evaluate_checkpoint
 
     try:
         metrics = evaluate_checkpoint(cfg)
-    except (DataError, EvalSetupError) as e:
+    except (DataError, EvalSetupError, ClusterTooSmall) as e:
         raise _fail(str(e)) from None
     for key, value in metrics.items():
         typer.echo(f"{key:<32} {value:.4f}")
@@ -419,8 +462,8 @@ def data_synth(
     split: Annotated[
         str,
         typer.Option(
-            help="train, or eval: held-out phrasing × word combinations (target-token, *-copy) "
-            "or expressions (arithmetic)."
+            help="train, or eval: held-out phrasings (target-token), phrasing × word "
+            "combinations (*-copy) or expressions (arithmetic)."
         ),
     ] = "train",
 ) -> None:

@@ -1,9 +1,10 @@
 """Small synthetic RL data sets for tests and tiny recipes, in the Dolci row schema.
 
-- `target-token`: "Write the word t5." (or another phrasing of the copy sets below, with their
-  held-out split) rewarded by the `contains` verifier. A randomly initialised tiny model learns it
-  from RL alone (the tiny tokenizer makes t0..t63 single tokens); writing several target words
-  also earns the reward unless the set is `exclusive`.
+- `target-token`: "Write the word t5." (or another phrasing of the copy sets below) rewarded by
+  the `contains` verifier (the tiny tokenizer makes t0..t63 single tokens); writing several
+  target words also earns the reward unless the set is `exclusive`. Its `split="eval"` asks in
+  phrasings that no train split of any set uses, so a held-out score measures reading the word
+  out of new context, not recall of a phrasing.
 - `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier;
   `split="eval"` holds expressions the train split never contains.
 - `chat-copy` (SFT) and `preference-copy` (DPO): a request, in one of several phrasings, to write
@@ -35,6 +36,15 @@ COPY_PHRASINGS = (
     "Please write {} and nothing else.",
     "Find the value of {}.",
 )
+
+HELD_OUT_PHRASINGS = (
+    "Say the word {}.",
+    "Copy this word: {}",
+    "Type {} and stop.",
+    "Your reply is {}.",
+    "Output {} now.",
+)
+"""Context words around the target that no train split shows (target-token's eval split)."""
 
 
 def _copy_requests(n: int, num_targets: int, seed: int, split: str) -> list[tuple[str, str]]:
@@ -75,12 +85,21 @@ def preference_copy_rows(
 def target_token_rows(
     n: int, num_targets: int = 8, seed: int = 0, exclusive: bool = False, split: str = "train"
 ) -> list[dict]:
-    """Requests to write a target word, in the phrasings of the copy sets and with their
-    held-out `split`. With `exclusive`, the other target words are forbidden, so writing them
-    all earns nothing."""
+    """Requests to write a target word: in the copy sets' train phrasings, or with
+    `split="eval"` in `HELD_OUT_PHRASINGS`. With `exclusive`, the other target words are
+    forbidden, so writing them all earns nothing."""
     words = [f"t{i}" for i in range(num_targets)]
+    if split == "eval":
+        _copy_requests(0, num_targets, seed, split)  # validates num_targets
+        rng = random.Random(seed)
+        requests = [
+            (rng.choice(HELD_OUT_PHRASINGS).format(word), word)
+            for word in (rng.choice(words) for _ in range(n))
+        ]
+    else:
+        requests = _copy_requests(n, num_targets, seed, split)
     rows = []
-    for request, word in _copy_requests(n, num_targets, seed, split):
+    for request, word in requests:
         row = _row(request, word, "contains")
         if exclusive:
             row["forbidden_words"] = [w for w in words if w != word]

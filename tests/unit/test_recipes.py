@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 
 from olmorl.config import DPOConfig, RLConfig, SFTConfig, load_config
+from olmorl.config.flow import FlowConfig
+from olmorl.flow import STAGE_CONFIGS
 
+REPO = Path(__file__).parents[2]
 RECIPES = sorted((Path(__file__).parents[2] / "recipes").rglob("*.yaml"))
 
 
@@ -14,14 +17,21 @@ def test_recipes_exist():
 
 
 def config_class(path: Path):
-    """Recipes are named by trainer: sft_*, dpo_*, anything else is RL."""
-    return {"sft": SFTConfig, "dpo": DPOConfig}.get(path.name.split("_")[0], RLConfig)
+    """Recipes are named by trainer: sft_*, dpo_*, flow_*, anything else is RL."""
+    prefix = path.name.split("_")[0]
+    return {"sft": SFTConfig, "dpo": DPOConfig, "flow": FlowConfig}.get(prefix, RLConfig)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_validates(path):
     cfg = load_config(config_class(path), path)
-    if config_class(path) is not RLConfig:
+    if isinstance(cfg, FlowConfig):
+        for stage in cfg.stages:
+            assert isinstance(
+                load_config(STAGE_CONFIGS[stage.kind], REPO / stage.recipe),
+                (STAGE_CONFIGS[stage.kind]),
+            )
+    elif config_class(path) is not RLConfig:
         local = [s for s in cfg.data.train + cfg.data.eval if not s.startswith("allenai/")]
         assert all((path.parents[2] / source).is_file() for source in local), local
     elif path.parent.name == "olmo3":
