@@ -45,20 +45,35 @@ class PackedRow:
     def num_loss_tokens(self) -> int:
         return int(self.loss_mask.sum())
 
-    def model_inputs(self) -> dict[str, Tensor | bool]:
+    def model_inputs(self, varlen: bool = False) -> dict[str, Tensor | int | bool]:
         """Keyword arguments for a Hugging Face causal LM forward over this row as a [1, T] batch.
 
         transformers ≥ 5 turns position ids that restart at 0 into a block-diagonal causal mask
-        (`find_packed_sequence_indices`), for full and sliding-window layers alike, but only when
-        attention_mask is None and there is no KV cache. Olmo3 creates a cache whenever use_cache
-        is on (its config default), and attention then silently crosses documents; hence
-        use_cache=False here, which tests/unit/test_algo_packing.py checks against unpacked runs.
+        (`find_packed_sequence_indices`; sdpa and eager: dense, flex_attention: a BlockMask), for
+        full and sliding-window layers alike, but only when attention_mask is None and there is
+        no KV cache. Olmo3 creates a cache whenever use_cache is on (its config default), and
+        attention then silently crosses documents; hence use_cache=False here, which
+        tests/unit/test_algo_packing.py checks against unpacked runs.
+
+        flash_attention_2 ignores that mask and finds the documents itself from the position ids,
+        in every layer, with device syncs; `varlen` passes their boundaries instead, as the
+        flash-attn varlen arguments transformers takes (`cu_seq_lens_q`, `max_length_q`, ...).
         """
-        return {
+        inputs: dict[str, Tensor | int | bool] = {
             "input_ids": self.input_ids.unsqueeze(0),  # [1, T]
             "position_ids": self.position_ids.unsqueeze(0),  # [1, T]
             "use_cache": False,
         }
+        if varlen:
+            cu_seqlens = self.cu_seqlens  # [D+1] int32
+            longest = max(self.seq_lens)
+            inputs.update(
+                cu_seq_lens_q=cu_seqlens,
+                cu_seq_lens_k=cu_seqlens,
+                max_length_q=longest,
+                max_length_k=longest,
+            )
+        return inputs
 
 
 def pack_trajectories(

@@ -1,8 +1,8 @@
 """Config classes shared by the trainers: model, learner (FSDP2 or DeepSpeed), data, run outputs."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from olmorl.config.base import StrictConfig
 
@@ -17,6 +17,20 @@ class ModelConfig(StrictConfig):
     preset: Literal["tiny", "small", "bench-0.6b"] | None = None
     """A random-init Olmo3 preset (`olmorl tiny-model`): when `path` does not exist, the job
     writes that model and its tokenizer there first, so a tiny recipe needs no set-up step."""
+    attn_implementation: Literal["flash_attention_2", "flex_attention", "sdpa"] | None = None
+    """Attention kernel of the learners' model. Null picks one that builds no dense [T, T] mask
+    for packed rows: flash_attention_2 on CUDA when flash_attn is installed and dtype is
+    bfloat16, else flex_attention on CUDA, else sdpa (CPU learners). sdpa's masks take
+    T² bytes per layer type (1.4 GB at T = 36,864)."""
+
+    @model_validator(mode="after")
+    def _flash_attention_needs_bfloat16(self) -> Self:
+        if self.attn_implementation == "flash_attention_2" and self.dtype != "bfloat16":
+            raise ValueError(
+                f"model.attn_implementation=flash_attention_2 needs model.dtype=bfloat16 (got "
+                f"{self.dtype}); use flex_attention or sdpa for float32"
+            )
+        return self
 
 
 class FSDP2Strategy(StrictConfig):

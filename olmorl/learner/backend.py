@@ -14,11 +14,10 @@ from torch.distributed.device_mesh import init_device_mesh
 from transformers import PretrainedConfig
 
 from olmorl.config import FSDP2Strategy, LearnerConfig
-from olmorl.learner.parallelize import parallelize_fsdp2
+from olmorl.learner.loading import has_meta_parameters, load_from_rank0, materialize
+from olmorl.learner.parallelize import hf_name, parallelize_fsdp2
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-# FSDP wraps modules it recomputes; the rollout engines expect plain Hugging Face names.
-_WRAPPER_PREFIX = "_checkpoint_wrapped_module."
 
 
 class ShardedPolicy(Protocol):
@@ -54,7 +53,11 @@ def adamw(params, learner: LearnerConfig) -> torch.optim.AdamW:
 
 
 class FSDP2Policy:
-    """`fully_shard` per decoder layer, float32 master weights, AdamW on the local shards."""
+    """`fully_shard` per decoder layer, float32 master weights, AdamW on the local shards.
+
+    The model may be loaded (on CPU) or on the meta device: sharded first, each rank then holds
+    its shards alone, on `device` (a meta model's are uninitialised until `load_from_rank0`).
+    """
 
     def __init__(
         self,
@@ -67,7 +70,10 @@ class FSDP2Policy:
     ):
         mesh = init_device_mesh(device, (world_size,))
         self.hf_config = model.config
-        self.model = parallelize_fsdp2(model.to(device), strategy, mesh, compute_dtype).train()
+        # No `model.to(device)` first: fully_shard moves each unit's shards, never the whole model.
+        self.model = parallelize_fsdp2(model, strategy, mesh, compute_dtype).train()
+        if has_meta_parameters(self.model):
+            materialize(self.model, device)
         self.optimizer = adamw(self.model.parameters(), learner)
         self.max_grad_norm = learner.max_grad_norm
 
@@ -90,7 +96,7 @@ class FSDP2Policy:
         rank0 = dist.get_rank() == 0
         for name, param in self.model.named_parameters():
             full = gather_full(param, dtype)
-            yield name.replace(_WRAPPER_PREFIX, ""), full.to(device) if rank0 else None
+            yield hf_name(name), full.to(device) if rank0 else None
 
     def save_state(self, directory: Path) -> None:
         import torch.distributed.checkpoint as dcp
@@ -123,12 +129,28 @@ def gather_full(param: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def build_policy(
-    model: nn.Module, learner: LearnerConfig, device: str, world_size: int, dtype: str
+    model: nn.Module,
+    learner: LearnerConfig,
+    device: str,
+    world_size: int,
+    dtype: str,
+    checkpoint: str | None = None,
 ) -> ShardedPolicy:
-    """The configured strategy around a float32 Hugging Face model."""
+    """The configured strategy around a float32 Hugging Face model: a loaded one, or one on the
+    meta device (`olmorl.learner.loading.build_empty_model`) whose weights are then read from
+    `checkpoint` by rank 0 and land in each rank's shards."""
     strategy = learner.strategy
     if strategy.name == "fsdp2":
-        return FSDP2Policy(model, learner, strategy, device, world_size, DTYPES[dtype])
+        policy = FSDP2Policy(model, learner, strategy, device, world_size, DTYPES[dtype])
+        if checkpoint is not None:
+            load_from_rank0(policy.model, checkpoint, device)
+        return policy
     from olmorl.learner.deepspeed_policy import DeepSpeedPolicy
 
+    if checkpoint is not None:
+        # ZeRO-3 partitions a loaded model: each rank holds it whole on CPU until then (building
+        # it under deepspeed.zero.Init would avoid that).
+        if has_meta_parameters(model):
+            materialize(model, "cpu")
+        load_from_rank0(model, checkpoint, device)
     return DeepSpeedPolicy(model, learner, strategy, device, world_size, DTYPES[dtype])

@@ -15,7 +15,6 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from transformers import AutoModelForCausalLM
 
 from olmorl.actor_logs import capture_output
 from olmorl.algo import (
@@ -29,10 +28,12 @@ from olmorl.algo.schedule import scheduled_lr
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, PreferenceLossConfig
 from olmorl.cpu import pin_to_cores
 from olmorl.faults import inject
+from olmorl.learner.attention import resolve_attn_implementation
 from olmorl.learner.backend import DTYPES, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
 from olmorl.learner.device import cuda_index
+from olmorl.learner.loading import build_empty_model
 from olmorl.learner.scoring import TokenScores, use_chunked_head
 from olmorl.node_ip import node_ip_address
 
@@ -108,13 +109,22 @@ class LearnerWorker:
             timeout=None if timeout_s is None else timedelta(seconds=timeout_s),
         )
         torch.manual_seed(seed)
-        # Master weights stay float32; the strategy casts to model.dtype for compute.
-        model = AutoModelForCausalLM.from_pretrained(self.model_cfg.path, dtype=torch.float32)
+        self.attn_implementation = resolve_attn_implementation(
+            self.model_cfg.attn_implementation, device, self.model_cfg.dtype
+        )
+        # Master weights stay float32; the strategy casts to model.dtype for compute. Built on the
+        # meta device, sharded, then filled from the checkpoint by rank 0: no rank holds it whole.
+        model = build_empty_model(self.model_cfg.path, attn_implementation=self.attn_implementation)
         model.config.use_cache = False
         # Every forward below scores tokens from the hidden states: no [T, V] logits are held.
         use_chunked_head(model, self.learner_cfg.logprob_chunk_tokens)
         self.policy = build_policy(
-            model, self.learner_cfg, device, self.world_size, self.model_cfg.dtype
+            model,
+            self.learner_cfg,
+            device,
+            self.world_size,
+            self.model_cfg.dtype,
+            checkpoint=self.model_cfg.path,
         )
         self.model = self.policy.model
         self.device = device
@@ -194,9 +204,10 @@ class LearnerWorker:
 
     def _scores(self, row: PackedRow, temperature: float) -> TokenScores:
         """The policy's token log-probs and entropies over one packed row, # [1, T] each."""
+        varlen = self.attn_implementation == "flash_attention_2"
         inputs = {
             k: v.to(self.device) if isinstance(v, Tensor) else v
-            for k, v in row.model_inputs().items()
+            for k, v in row.model_inputs(varlen=varlen).items()
         }
         return self.model(**inputs, temperature=temperature)
 

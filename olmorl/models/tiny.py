@@ -80,9 +80,12 @@ def _layer_types(num_layers: int) -> list[str]:
     ]
 
 
-def build_tiny_config(preset: str, vocab_size: int) -> Olmo3Config:
-    """The Olmo3Config of a preset, with the special token ids of `build_tiny_tokenizer()`."""
-    shape = get_preset(preset)
+def build_tiny_config(
+    preset: str | TinyModelPreset, vocab_size: int, sliding_window: int = SLIDING_WINDOW
+) -> Olmo3Config:
+    """The Olmo3Config of a preset (a name or a shape), with the special token ids of
+    `build_tiny_tokenizer()`."""
+    shape = preset if isinstance(preset, TinyModelPreset) else get_preset(preset)
     if shape.hidden_size % shape.num_heads or shape.head_dim < MIN_HEAD_DIM:
         raise ValueError(f"preset {preset!r} needs a head_dim of at least {MIN_HEAD_DIM}: {shape}")
     rope = {"rope_type": "default", "rope_theta": ROPE_THETA}
@@ -95,7 +98,7 @@ def build_tiny_config(preset: str, vocab_size: int) -> Olmo3Config:
         num_key_value_heads=shape.num_heads,
         max_position_embeddings=shape.max_position_embeddings,
         rope_parameters={"sliding_attention": dict(rope), "full_attention": dict(rope)},
-        sliding_window=SLIDING_WINDOW,
+        sliding_window=sliding_window,
         layer_types=_layer_types(shape.num_layers),
         tie_word_embeddings=False,
         pad_token_id=PAD_ID,

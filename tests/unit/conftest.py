@@ -28,3 +28,25 @@ def rewriting_tokenizer():
         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     )
     return tokenizer
+
+
+@pytest.fixture
+def eager_flex_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers' flex_attention without torch.compile: the same block masks, evaluated by
+    torch's unfused reference kernel. Compiled on CPU (transformers' default) the packing test's
+    seven forwards take about 65 s, compiling per new shape; eagerly about 3 s. Forward only:
+    torch 2.13 has no flex_attention backward on CPU, compiled or not."""
+    import transformers.integrations.flex_attention as flex_integration
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from transformers import masking_utils
+
+    def uncompiled_flex_attention(query, key, value, training=False, **kwargs):
+        return flex_attention(query, key, value, **kwargs)
+
+    def uncompiled_block_mask(**kwargs):
+        return create_block_mask(**{**kwargs, "_compile": False})
+
+    monkeypatch.setattr(
+        flex_integration, "compile_friendly_flex_attention", uncompiled_flex_attention
+    )
+    monkeypatch.setattr(masking_utils, "create_block_mask", uncompiled_block_mask)

@@ -11,10 +11,14 @@ from olmorl.algo import (
     token_logprobs,
     unpack,
 )
-from olmorl.models.tiny import build_tiny_model
+from olmorl.models.tiny import SLIDING_WINDOW, build_tiny_model
 
 VOCAB_SIZE = 256
 TEMPERATURE = 0.8
+# (prompt, response) lengths of the packed = unpacked checks: documents longer than the tiny
+# model's 64-token sliding window, so the sliding layers see windows cut by the document start
+# as well as by the window size.
+PACKED_LENGTHS = [(20, 130), (15, 100), (30, 90), (10, 60), (5, 20)]
 
 
 def make_trajectories(lengths: list[tuple[int, int]], seed: int = 0):
@@ -99,27 +103,40 @@ def policy_loss(logprobs, position_ids, tokens, total_loss_tokens):
     return loss
 
 
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation):
-    # Documents longer than the tiny model's 64-token sliding window, so the sliding layers see
-    # windows cut by the document start as well as by the window size.
-    trajectories = make_trajectories([(20, 130), (15, 100), (30, 90), (10, 60), (5, 20)])
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager", "flex_attention"])
+def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, request):
+    if attn_implementation == "flex_attention":
+        request.getfixturevalue("eager_flex_attention")
+    trajectories = make_trajectories(PACKED_LENGTHS)
     rows = pack_trajectories(trajectories, max_tokens_per_row=300)
     assert len(rows) < len(trajectories) and max(len(r.seq_lens) for r in rows) >= 2
 
     model = build_tiny_model("tiny", vocab_size=VOCAB_SIZE, seed=0)
+    assert SLIDING_WINDOW < max(len(t) for t in trajectories)
+    assert "sliding_attention" in model.config.layer_types
+
+    def score_documents():
+        with torch.no_grad():
+            return [
+                token_logprobs(
+                    model(input_ids=t.input_ids[None]).logits, t.input_ids[None], TEMPERATURE
+                )[0]
+                for t in trajectories
+            ]
+
+    model.set_attn_implementation("eager")  # dense masks, the window applied element-wise
+    reference = score_documents()
     model.set_attn_implementation(attn_implementation)
     with torch.no_grad():
         row_logprobs = [
             token_logprobs(model(**row.model_inputs()).logits, row.input_ids[None], TEMPERATURE)[0]
             for row in rows
         ]
-        doc_logprobs = [
-            token_logprobs(
-                model(input_ids=t.input_ids[None]).logits, t.input_ids[None], TEMPERATURE
-            )[0]
-            for t in trajectories
-        ]
+    doc_logprobs = score_documents()
+    # Every kernel applies the sliding window as eager does, so packed = unpacked below cannot
+    # hold by both ignoring it.
+    for got, expected in zip(doc_logprobs, reference, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
     # Position 0 of a packed document is scored from the previous document's last logits; it
     # is a prompt token and never in the loss. Every other position must agree.
@@ -127,6 +144,7 @@ def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation):
     max_diff = max(
         (p[1:] - d[1:]).abs().max().item() for p, d in zip(packed, doc_logprobs, strict=True)
     )
+    print(f"{attn_implementation}: max |packed - unpacked| log-prob {max_diff:.3e}")
     assert max_diff < 1e-5
 
     total = sum(int(t.loss_mask.sum()) for t in trajectories)
@@ -137,3 +155,66 @@ def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation):
         policy_loss(lp, torch.arange(len(t)), t, total) for lp, t in zip(doc_logprobs, trajectories)
     )
     assert packed_loss.item() == pytest.approx(unpacked_loss.item(), abs=1e-6)
+
+
+def packing_gaps(attn_implementation, trajectories, rows, device, dtype) -> tuple[float, float]:
+    """Max |packed − unpacked| of log-probs (past each document's first token) and of the loss
+    gradient relative to its largest entry, the tiny model in `dtype` on `device`."""
+    model = build_tiny_model("tiny", vocab_size=VOCAB_SIZE, seed=0).to(device, dtype)
+    model.set_attn_implementation(attn_implementation)
+    total = sum(int(t.loss_mask.sum()) for t in trajectories)
+
+    def logprobs_and_grads(items):
+        """items: (model inputs, tokens with the loss fields, positions) per row or document."""
+        model.zero_grad()
+        logprobs, loss = [], 0.0
+        for inputs, tokens, positions in items:
+            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+            logits = model(**inputs).logits.float()  # [1, T, V]
+            lp = token_logprobs(logits, inputs["input_ids"], TEMPERATURE)[0].cpu()  # [T]
+            loss = loss + policy_loss(lp, positions, tokens, total)
+            logprobs.append(lp.detach())
+        loss.backward()
+        return logprobs, {n: p.grad.float().cpu() for n, p in model.named_parameters()}
+
+    varlen = attn_implementation == "flash_attention_2"
+    packed, packed_grads = logprobs_and_grads(
+        [(row.model_inputs(varlen=varlen), row, row.position_ids) for row in rows]
+    )
+    unpacked, unpacked_grads = logprobs_and_grads(
+        [
+            ({"input_ids": t.input_ids[None], "use_cache": False}, t, torch.arange(len(t)))
+            for t in trajectories
+        ]
+    )
+    logprob_gap = max(
+        (p[1:] - d[1:]).abs().max().item()
+        for p, d in zip(unpack(rows, packed), unpacked, strict=True)
+    )
+    scale = max(g.abs().max().item() for g in unpacked_grads.values())
+    grad_gap = max((packed_grads[n] - g).abs().max().item() for n, g in unpacked_grads.items())
+    return logprob_gap, grad_gap / scale
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("attn_implementation", ["flex_attention", "flash_attention_2"])
+def test_cuda_kernels_keep_packed_documents_apart_with_gradients(attn_implementation):
+    """The learners' CUDA kernels (compiled flex, flash-attn varlen), forward and backward: flex
+    in float32 as exactly as the CPU test; flash-attn needs bfloat16, so it may stray from the
+    unpacked documents only about as far as sdpa's dense masks do in bfloat16."""
+    from transformers.utils import is_flash_attn_2_available
+
+    if attn_implementation == "flash_attention_2" and not is_flash_attn_2_available():
+        pytest.skip("flash-attn is not installed")
+    trajectories = make_trajectories(PACKED_LENGTHS)
+    rows = pack_trajectories(trajectories, max_tokens_per_row=300)
+    if attn_implementation == "flex_attention":
+        gaps = packing_gaps("flex_attention", trajectories, rows, "cuda", torch.float32)
+        print(f"flex_attention float32: max |packed - unpacked| log-prob, grad {gaps}")
+        assert gaps[0] < 1e-4 and gaps[1] < 1e-4
+        return
+    gaps = packing_gaps("flash_attention_2", trajectories, rows, "cuda", torch.bfloat16)
+    sdpa = packing_gaps("sdpa", trajectories, rows, "cuda", torch.bfloat16)
+    print(f"bfloat16 max |packed - unpacked| log-prob, grad: flash {gaps}, sdpa {sdpa}")
+    # Attention across documents moves log-probs by ~0.1-1; bfloat16 rounding by far less.
+    assert gaps[0] <= 3 * sdpa[0] + 1e-2 and gaps[1] <= 3 * sdpa[1] + 1e-2
