@@ -51,7 +51,7 @@ def records(result) -> list[dict]:
 @pytest.fixture(scope="module")
 def target_token_flow(ray_cluster, tiny_model_dir, tmp_path_factory):
     """The README's main command, `olmorl flow recipes/tiny/flow_target_token.yaml`: a short SFT
-    from the random tiny model, then 100 RL steps; the stages' results."""
+    from the random tiny model, then 150 RL steps; the stages' results."""
     flow = load_config(FlowConfig, REPO / "recipes/tiny/flow_target_token.yaml")
     sft = flow.stages[0].model_copy(update={"overrides": [f"model.path={tiny_model_dir}"]})
     flow = flow.model_copy(update={"stages": [sft, *flow.stages[1:]]})
@@ -108,21 +108,22 @@ def test_the_policy_writes_the_word_its_held_out_prompt_names(target_token_flow)
         f"word: after SFT {sft_own:.2f} / {sft_other:.2f}, after RL {rl_own:.2f} / {rl_other:.2f}"
     )
     # Writing any word but the prompted one scores 0, so only reading the prompt pays. One run:
-    # 0.15 / 0.57 after SFT, 0.51 / 0.35 after RL; a policy that ignores the prompt names the
+    # 0.15 / 0.57 after SFT, 0.74 / 0.23 after RL; a policy that ignores the prompt names the
     # right word 1 time in 32.
-    assert rl_own >= sft_own + 0.15 and rl_own >= 1.5 * sft_own
-    assert rl_other < sft_other and rl_own > rl_other
+    assert rl_own >= 0.5 and rl_own >= sft_own + 0.3
+    assert rl_other <= sft_other - 0.15
 
 
 def test_held_out_reward_is_logged_and_rises(target_token_run):
     evals = {r["step"]: r for r in records(target_token_run) if "eval/reward" in r}
-    assert sorted(evals) == [0, 25, 50, 75, 100]  # step 0, every 25 steps, the end
-    first, last = evals[0]["eval/reward"], evals[100]["eval/reward"]
+    assert sorted(evals) == list(range(0, 151, 25))  # step 0, every 25 steps, the end
+    first, last = evals[0]["eval/reward"], evals[150]["eval/reward"]
     print(
-        f"\nheld-out reward (phrasings never trained on): step 0 {first:.2f}, step 100 {last:.2f}"
+        f"\nheld-out reward (phrasings never trained on): step 0 {first:.2f}, step 150 {last:.2f}"
     )
-    assert last >= first + 0.15
-    assert evals[100]["eval/prompts"] == 64 and "eval/pass@1" in evals[100]
+    # One run: 0.13 at step 0 (after SFT), 0.73 at step 150.
+    assert last >= 0.5 and last >= first + 0.3
+    assert evals[150]["eval/prompts"] == 64 and "eval/pass@1" in evals[150]
 
 
 def test_olmorl_eval_of_the_last_checkpoint_agrees_with_the_runs_last_evaluation(
@@ -137,7 +138,7 @@ def test_olmorl_eval_of_the_last_checkpoint_agrees_with_the_runs_last_evaluation
     )
     with contextlib.chdir(REPO):
         offline = evaluate_checkpoint(cfg)
-    in_run = next(r for r in records(target_token_run) if r["step"] == 100)
+    in_run = next(r for r in records(target_token_run) if r["step"] == 150)
     # 512 samples at temperature 1 on each side, unseeded on CPU: the means differ by sampling
     # noise alone (standard deviation of the difference at most 0.03).
     assert abs(offline["eval/reward"] - in_run["eval/reward"]) <= 0.12
@@ -173,7 +174,11 @@ def test_run_outputs(target_token_run):
         "groups_filtered",
     ):
         assert key in record, key
-    assert [p.name for p in target_token_run.checkpoints] == ["step_000050", "step_000100"]
+    assert [p.name for p in target_token_run.checkpoints] == [
+        "step_000050",
+        "step_000100",
+        "step_000150",
+    ]
     assert not list(run_dir.glob("checkpoints/.tmp-*"))
 
 
@@ -256,6 +261,7 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         "run.steps=6",
         "run.checkpoint_every=3",
         "algo.async_steps=0",
+        "algo.active_sampling=false",  # a random model's groups are almost all zero-variance
         "algo.prompts_per_step=8",
         "algo.group_size=4",
     ]
@@ -362,6 +368,7 @@ def test_a_rollout_engine_killed_mid_run_is_replaced_and_no_prompt_is_lost(
         tmp_path,
         f"run.steps={steps}",
         "algo.async_steps=0",
+        "algo.active_sampling=false",  # a random model's groups are almost all zero-variance
         f"algo.prompts_per_step={per_step}",
         "algo.group_size=4",
     )
