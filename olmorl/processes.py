@@ -34,7 +34,9 @@ def still_running(processes: list[Process], kill: bool = False) -> list[int]:
     for pid, started in processes:
         try:
             proc = psutil.Process(pid)
-            if proc.create_time() != started or proc.status() == psutil.STATUS_ZOMBIE:
+            # A stepped system clock moves create_time (boot time + ticks) for every process
+            # alike; a reused pid starts far later than a second from the recorded time.
+            if abs(proc.create_time() - started) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
             if kill:
                 os.kill(pid, signal.SIGKILL)

@@ -101,7 +101,7 @@ class _ChunkedHead(torch.autograd.Function):
     def backward(ctx, grad_logprobs, _grad_entropy):
         rows, weight, targets, log_z = ctx.saved_tensors
         grad_rows = torch.empty_like(rows)  # [N, H]
-        # Summed over chunks in float32: bf16 partial sums would round once per chunk.
+        # Accumulated in float32 across chunks (each chunk's product is in the model's dtype).
         grad_weight = torch.zeros_like(weight, dtype=log_z.dtype)  # [V, H]
         for start in range(0, len(rows), ctx.chunk):
             part = slice(start, start + ctx.chunk)

@@ -45,7 +45,8 @@ def parallelize_fsdp2(
             layer, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
         )
     # The root keeps the LM head: the learner's forward uses its weight directly
-    # (olmorl.learner.scoring), and the root holds its parameters gathered until after backward.
+    # (olmorl.learner.scoring), inside the root's forward, where FSDP2 has gathered it; with
+    # reshard_after_forward it is gathered again for backward.
     fully_shard(
         model, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
     )

@@ -3,8 +3,8 @@
 `use_chunked_head(model, chunk_tokens)` makes a Hugging Face causal LM return `TokenScores`: the
 decoder runs as usual, then the LM head is applied a chunk of positions at a time
 (`olmorl.algo.chunked_token_scores`). It stays inside the model's own forward, so the strategies
-treat the head as part of the model: FSDP2's root holds its weight gathered from forward through
-backward, and DeepSpeedPolicy registers it with ZeRO-3 as an external parameter of the model.
+treat the head as part of the model: FSDP2's root gathers its weight for the forward and again
+for the backward, and DeepSpeedPolicy registers it with ZeRO-3 as an external parameter of the model.
 """
 
 from typing import NamedTuple

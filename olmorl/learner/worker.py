@@ -49,6 +49,13 @@ class WeightSink(Protocol):
     def send(self, bucket: dict[str, Tensor], version: int, last: bool) -> None: ...
 
 
+def collective_timeout_s(stage_timeout_s: float) -> float:
+    """The process group's timeout: later than the driver's stage deadline, so that a stalled
+    step is reported by the driver (with every rank's stack) rather than by a collective error
+    on whichever rank's timer ran out first."""
+    return stage_timeout_s + max(120.0, 0.1 * stage_timeout_s)
+
+
 class LearnerWorker:
     def __init__(
         self,
@@ -91,9 +98,9 @@ class LearnerWorker:
         """Joins the process group, loads and shards the policy, builds the optimizer.
 
         `total_steps` (optimizer steps of the run) sets the length of the learning-rate schedule.
-        `timeout_s` (run.stage_timeout_s) bounds each collective; None keeps torch's default,
-        which differs by backend (NCCL 10 min, gloo 30), so a long drain-mode push would trip
-        NCCL's first.
+        `timeout_s` (run.stage_timeout_s) bounds each collective, with a margin
+        (`collective_timeout_s`); None keeps torch's default, which differs by backend (NCCL 10
+        min, gloo 30), so a long drain-mode push would trip NCCL's first.
         """
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         if self.learner_cfg.cpu_cores:
@@ -106,7 +113,9 @@ class LearnerWorker:
             "nccl" if device == "cuda" else "gloo",
             rank=self.rank,
             world_size=self.world_size,
-            timeout=None if timeout_s is None else timedelta(seconds=timeout_s),
+            timeout=None
+            if timeout_s is None
+            else timedelta(seconds=collective_timeout_s(timeout_s)),
         )
         torch.manual_seed(seed)
         self.attn_implementation = resolve_attn_implementation(

@@ -39,20 +39,32 @@ class RLCluster:
         # Checked (and on GPUs held) before any actor starts: a run too big for the cluster
         # stops here with what is missing, instead of its actors waiting for GPUs forever.
         self.placement = reserve(rl_needs(cfg, cluster_uses_gpus()), cfg.run.stage_timeout_s)
+        self.rollout_actors, self.reward_workers, self.judge_server = [], [], None
+        self.learners = None
+        self._replacing = threading.Lock()
+        self._replacements: dict[int, ray.actor.ActorHandle] = {}
         try:
             self._start(verifier_names)
         except BaseException:
-            self.placement.release()  # and with it every actor placed in it
+            # On CPU nothing is reserved, so releasing the placement stops no actor: the ones
+            # already created are killed here, or a shared cluster keeps their CPUs.
+            self._kill_started()
+            self.placement.release()
             raise
+
+    def _kill_started(self) -> None:
+        if self.learners is not None:
+            self.learners.shutdown()
+        for actor in [*self.rollout_actors, *self.reward_workers, self.judge_server]:
+            if actor is not None:
+                ray.kill(actor)
 
     def _start(self, verifier_names: Sequence[str]) -> None:
         cfg, limit = self.cfg, self.cfg.run.stage_timeout_s
         self.rollout_actors = [self._new_engine(i) for i in range(cfg.rollout.num_actors)]
         # Engines that died, and their replacements once started (not yet given the weights).
         self._lost: set[int] = set()
-        self._replacements: dict[int, ray.actor.ActorHandle] = {}
         self._replacement_errors: dict[int, str] = {}
-        self._replacing = threading.Lock()
         # Each engine's node and processes, reported once started: what must be gone before a
         # replacement may take its GPUs.
         self._engine_processes: dict[int, tuple[str, list[Process]]] = {}

@@ -190,3 +190,27 @@ def test_a_learner_worker_on_a_gpu_run_asserts_its_one_gpu(monkeypatch, tiny_mod
         worker._cuda_index()
     on_cpu = LearnerWorker(0, 1, ModelConfig(path=str(tiny_model_dir)), LearnerConfig(), gpus=0)
     assert on_cpu._cuda_index() is None
+
+
+def test_a_cluster_whose_start_fails_kills_the_actors_it_created(monkeypatch):
+    """On CPU nothing is reserved, so releasing the reservation stops no actor: the engines
+    created before the failure must be killed, or a shared cluster keeps their CPUs."""
+    import olmorl.rl.cluster as cluster_module
+
+    killed, released = [], []
+
+    class FakeReservation:
+        def release(self):
+            released.append(True)
+
+    def start_two_engines_then_fail(self, verifier_names):
+        self.rollout_actors = ["engine-0", "engine-1"]
+        raise RuntimeError("learner set-up failed")
+
+    monkeypatch.setattr(cluster_module, "reserve", lambda needs, timeout_s: FakeReservation())
+    monkeypatch.setattr(cluster_module, "cluster_uses_gpus", lambda: False)
+    monkeypatch.setattr(cluster_module.RLCluster, "_start", start_two_engines_then_fail)
+    monkeypatch.setattr(cluster_module.ray, "kill", killed.append)
+    with pytest.raises(RuntimeError, match="learner set-up failed"):
+        cluster_module.RLCluster(rl("tiny/rl_target_token.yaml"), ["contains"])
+    assert killed == ["engine-0", "engine-1"] and released == [True]
