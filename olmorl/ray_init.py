@@ -113,6 +113,9 @@ def reserve(needs: ClusterNeeds, timeout_s: float) -> Reservation:
             f"GPUs, {free:g} of them free now; other jobs hold the rest, or no node has room for "
             "one actor's GPUs"
         ) from None
+    except BaseException:  # an interrupt or a Ray error: the group must not outlive the run
+        remove_placement_group(group)
+        raise
     return Reservation(needs, group)
 
 

@@ -130,6 +130,33 @@ def test_reserve_stops_before_any_actor_when_the_cluster_is_short(monkeypatch):
         reserve(rl_needs(rl("olmo3/think_32b.yaml"), gpus=True), timeout_s=1)
 
 
+def test_a_reservation_interrupted_while_waiting_is_removed(monkeypatch):
+    import importlib
+
+    import ray
+
+    from olmorl.ray_init import reserve
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 8.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"GPU": 8.0}}])
+    removed = []
+
+    class Group:
+        def ready(self):
+            return "ready-ref"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module = importlib.import_module("ray.util.placement_group")
+    monkeypatch.setattr(module, "placement_group", lambda bundles, strategy: Group())
+    monkeypatch.setattr(module, "remove_placement_group", removed.append)
+    monkeypatch.setattr(ray, "get", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reserve(rl_needs(rl("tiny/rl_target_token.yaml"), gpus=True), timeout_s=5)
+    assert len(removed) == 1
+
+
 def test_cpu_runs_are_checked_not_reserved_and_ask_what_they_did_before(monkeypatch):
     import ray
 
