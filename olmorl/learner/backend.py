@@ -14,7 +14,12 @@ from torch.distributed.device_mesh import init_device_mesh
 from transformers import PretrainedConfig
 
 from olmorl.config import FSDP2Strategy, LearnerConfig
-from olmorl.learner.loading import has_meta_parameters, load_from_rank0, materialize
+from olmorl.learner.loading import (
+    build_empty_model,
+    has_meta_parameters,
+    load_from_rank0,
+    materialize,
+)
 from olmorl.learner.parallelize import hf_name, parallelize_fsdp2
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -128,6 +133,21 @@ def gather_full(param: Tensor, dtype: torch.dtype) -> Tensor:
     return local.full_tensor() if hasattr(local, "full_tensor") else local
 
 
+def build_learner_model(
+    path: str, learner: LearnerConfig, device: str, dtype: str, **kwargs
+) -> nn.Module:
+    """The model of the checkpoint at `path`, its weights not loaded, as the strategy needs it
+    for `build_policy(..., checkpoint=path)`: on the meta device for FSDP2 (sharded there), for
+    DeepSpeed partitioned over the ranks as it is built (all ranks call it together). `kwargs`
+    go to `from_config` (`attn_implementation`, ...)."""
+    strategy = learner.strategy
+    if strategy.name == "fsdp2":
+        return build_empty_model(path, **kwargs)
+    from olmorl.learner.deepspeed_policy import build_partitioned_model
+
+    return build_partitioned_model(path, learner, strategy, device, DTYPES[dtype], **kwargs)
+
+
 def build_policy(
     model: nn.Module,
     learner: LearnerConfig,
@@ -136,21 +156,23 @@ def build_policy(
     dtype: str,
     checkpoint: str | None = None,
 ) -> ShardedPolicy:
-    """The configured strategy around a float32 Hugging Face model: a loaded one, or one on the
-    meta device (`olmorl.learner.loading.build_empty_model`) whose weights are then read from
-    `checkpoint` by rank 0 and land in each rank's shards."""
+    """The configured strategy around a Hugging Face model: a loaded float32 one, or one from
+    `build_learner_model` whose weights are then read from `checkpoint` by rank 0 and land in
+    each rank's shards."""
     strategy = learner.strategy
     if strategy.name == "fsdp2":
         policy = FSDP2Policy(model, learner, strategy, device, world_size, DTYPES[dtype])
         if checkpoint is not None:
             load_from_rank0(policy.model, checkpoint, device)
         return policy
-    from olmorl.learner.deepspeed_policy import DeepSpeedPolicy
+    from olmorl.learner.deepspeed_policy import DeepSpeedPolicy, is_partitioned
 
     if checkpoint is not None:
-        # ZeRO-3 partitions a loaded model: each rank holds it whole on CPU until then (building
-        # it under deepspeed.zero.Init would avoid that).
-        if has_meta_parameters(model):
-            materialize(model, "cpu")
+        if not is_partitioned(model):
+            raise ValueError(
+                "DeepSpeed loads a checkpoint into a model built partitioned: build it with "
+                "olmorl.learner.backend.build_learner_model"
+            )
+        # Before the engine: its float32 masters are copied from these partitions.
         load_from_rank0(model, checkpoint, device)
     return DeepSpeedPolicy(model, learner, strategy, device, world_size, DTYPES[dtype])

@@ -3,7 +3,9 @@
 Parameters, gradients and AdamW state are partitioned over the data-parallel ranks; master
 weights stay float32 whether compute is float32 or bf16. The configuration is built here (no
 launcher, no JSON file) so that a step means what it means under `FSDP2Policy`: every `backward`
-adds its rank-averaged gradient, and only `step` clips and updates.
+adds its rank-averaged gradient, and only `step` clips and updates. `build_partitioned_model`
+builds the learner's model already partitioned (ZeRO-3's `zero.Init`), so that no rank holds a
+full copy before `olmorl.learner.loading.load_from_rank0` fills it.
 """
 
 import os
@@ -16,9 +18,12 @@ import deepspeed
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.initialization import no_init_weights
 
 from olmorl.config import DeepSpeedStrategy, LearnerConfig
 from olmorl.learner.backend import adamw
+from olmorl.learner.loading import build_empty_model
 
 # One fixed checkpoint tag: a state directory holds exactly one state.
 _TAG = "state"
@@ -70,8 +75,69 @@ def deepspeed_config(
     }
 
 
+def prepare_process(device: str) -> None:
+    """What DeepSpeed expects of the process before it partitions anything."""
+    # DeepSpeed places each rank on device LOCAL_RANK, which its launchers set and Ray does
+    # not; the worker has already chosen the device.
+    os.environ.setdefault("LOCAL_RANK", str(torch.cuda.current_device() if device == "cuda" else 0))
+    # ZeRO-3 calls these collectives several times a step, through names this torch deprecates.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor)`",
+        category=FutureWarning,
+    )
+
+
+def build_partitioned_model(
+    path: str,
+    learner: LearnerConfig,
+    strategy: DeepSpeedStrategy,
+    device: str,
+    compute_dtype: torch.dtype,
+    **kwargs: Any,
+) -> nn.Module:
+    """The causal LM of the checkpoint at `path`, its weights not loaded, partitioned over all
+    ranks as it is built: each module's parameters are split as soon as its `__init__` returns,
+    so a rank holds at most one module's whole. `kwargs` go to `from_config`.
+
+    All ranks call it together. The parameters are in the training dtype, as `DeepSpeedPolicy`
+    would have cast a loaded float32 model (its float32 masters come from them), partitioned as
+    it partitions (same configuration, the whole world as data-parallel group).
+    """
+    prepare_process(device)
+    config = AutoConfig.from_pretrained(path)
+    ds_config = deepspeed_config(learner, strategy, bf16=compute_dtype == torch.bfloat16)
+    # As transformers' own ZeRO-3 loading: no random initialisation of weights that the
+    # checkpoint overwrites (under zero.Init it would gather every module to run).
+    with no_init_weights(), deepspeed.zero.Init(config_dict_or_path=ds_config):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kwargs)
+    model.tie_weights()  # no_init_weights also skips the tying done in post_init
+    # zero.Init casts every floating tensor made in `__init__` to the training dtype, buffers
+    # too: under bf16 the rotary frequencies would lose precision that the engine keeps for a
+    # loaded model (it casts parameters only). The buffers are taken from the model built on
+    # the meta device, where they are computed as usual.
+    keep_buffers_of(build_empty_model(path, **kwargs), model)
+    return model
+
+
+def keep_buffers_of(source: nn.Module, model: nn.Module) -> None:
+    """Replaces each buffer of `model` by `source`'s of the same name, on the device of the one
+    it replaces."""
+    for name, buffer in source.named_buffers(remove_duplicate=False):
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        setattr(module, attr, buffer.to(getattr(module, attr).device))
+
+
+def is_partitioned(model: nn.Module) -> bool:
+    """Whether the model was built partitioned (`build_partitioned_model`)."""
+    return any(hasattr(param, "ds_id") for param in model.parameters())
+
+
 class DeepSpeedPolicy:
-    """A ZeRO-3 engine around a float32 Hugging Face model, with torch AdamW on the partitions."""
+    """A ZeRO-3 engine with torch AdamW on the partitions, around a Hugging Face model: a loaded
+    float32 one, which it partitions, or one built partitioned (`build_partitioned_model`) and
+    loaded since."""
 
     def __init__(
         self,
@@ -83,17 +149,7 @@ class DeepSpeedPolicy:
         compute_dtype: torch.dtype,
     ):
         self.hf_config = model.config
-        # DeepSpeed places each rank on device LOCAL_RANK, which its launchers set and Ray does
-        # not; the worker has already chosen the device.
-        os.environ.setdefault(
-            "LOCAL_RANK", str(torch.cuda.current_device() if device == "cuda" else 0)
-        )
-        # ZeRO-3 calls these collectives several times a step, through names this torch deprecates.
-        warnings.filterwarnings(
-            "ignore",
-            message=r"`torch\.distributed\.(reduce_scatter_tensor|all_gather_into_tensor)`",
-            category=FutureWarning,
-        )
+        prepare_process(device)
         if strategy.activation_checkpointing:
             # Non-reentrant: the recomputation is an ordinary autograd forward for ZeRO-3's
             # parameter hooks, where the reentrant variant splits backward into phases.

@@ -3,7 +3,9 @@
 `build_empty_model(path)` builds the model with its parameters on the meta device; the strategy
 shards it (`materialize` then gives each rank storage for its shards alone); `load_from_rank0`
 reads the checkpoint on rank 0, one tensor at a time in the dtype it is stored in, broadcasts it,
-and each rank copies its own rows into its float32 shard. The same code runs on gloo and NCCL.
+and each rank copies its own rows into its float32 shard. A ZeRO-3 model, partitioned as it was
+built (`olmorl.learner.deepspeed_policy.build_partitioned_model`), is filled one parameter at a
+time through DeepSpeed's own gather and broadcast. The same code runs on gloo and NCCL.
 """
 
 import json
@@ -145,6 +147,17 @@ def stored_tensors(files: list[Path]) -> dict[str, StoredTensor]:
     return stored
 
 
+def is_zero3_partitioned(tensor: Tensor) -> bool:
+    """Whether `tensor` is a parameter that ZeRO-3 has partitioned (DeepSpeed marks them so)."""
+    return hasattr(tensor, "ds_id")
+
+
+def full_shape(tensor: Tensor) -> tuple[int, ...]:
+    """The shape of the whole tensor: a DTensor's is its global shape already; a ZeRO-3
+    parameter's own shape is that of the empty placeholder left between gathers."""
+    return tuple(tensor.ds_shape if is_zero3_partitioned(tensor) else tensor.shape)
+
+
 def _targets(model: nn.Module) -> dict[str, Tensor]:
     """Checkpoint name → the tensor it loads into: parameters (shared ones once) and persistent
     buffers."""
@@ -166,10 +179,10 @@ def _plan(targets: dict[str, Tensor], path: str) -> list[tuple[str, StoredTensor
             f"{missing[:3]}: its names must be the model's own (Hugging Face `state_dict` names)"
         )
     for name, target in targets.items():
-        if stored[name].shape != tuple(target.shape):
+        if stored[name].shape != full_shape(target):
             raise ValueError(
                 f"{name}: the checkpoint at {path} holds {stored[name].shape}, the model "
-                f"{tuple(target.shape)}"
+                f"{full_shape(target)}"
             )
     return [(name, stored[name]) for name in targets]
 
@@ -199,18 +212,25 @@ def load_from_rank0(model: nn.Module, path: str, device: str | torch.device) -> 
     (a bf16 checkpoint moves half the bytes of float32) on `device`, the process group's; each
     rank copies, and so casts, its own rows into its shard (the whole tensor if not sharded).
     Casting is element-wise, so the result equals `from_pretrained(path, dtype=...)` bit for bit.
+    A ZeRO-3 parameter is written on rank 0 alone (`_load_zero3_partitioned`).
     """
     targets = _targets(model)
     plan = _broadcast_plan(targets, path)
+    broadcast = [s for name, s in plan if not is_zero3_partitioned(targets[name])]
     # One buffer for every full tensor in turn, the size of the largest: the collective's thread
     # may release a tensor after the call returns, so a fresh one per tensor could pile up.
-    scratch = torch.empty(max(s.nbytes for _, s in plan), dtype=torch.uint8, device=device)
+    scratch = torch.empty(
+        max((s.nbytes for s in broadcast), default=0), dtype=torch.uint8, device=device
+    )
     for name, stored in plan:
+        target = targets[name]
+        if is_zero3_partitioned(target):
+            _load_zero3_partitioned(target, stored)
+            continue
         full = scratch[: stored.nbytes].view(stored.dtype).view(stored.shape)
         if dist.get_rank() == 0:
             full.copy_(stored.read())
         dist.broadcast(full, src=0)
-        target = targets[name]
         if isinstance(target, DTensor):
             # src_data_rank=None: no communication, each rank slices its rows out of `full`.
             rows = distribute_tensor(
@@ -219,3 +239,15 @@ def load_from_rank0(model: nn.Module, path: str, device: str | torch.device) -> 
             target.to_local().copy_(rows.to_local())
         else:
             target.copy_(full)
+
+
+def _load_zero3_partitioned(param: Tensor, stored: StoredTensor) -> None:
+    """Entering `GatheredParameters` gathers the whole parameter on every rank (its training
+    dtype); rank 0 overwrites it with the stored tensor; with `modifier_rank=0`, leaving
+    broadcasts rank 0's copy and each rank keeps its own partition of it. Rank 0 of the
+    parameter's group is the global rank 0 that reads: the learner partitions over all ranks."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
+        if dist.get_rank() == 0:
+            param.data.copy_(stored.read())

@@ -29,11 +29,10 @@ from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, Preferenc
 from olmorl.cpu import pin_to_cores
 from olmorl.faults import inject
 from olmorl.learner.attention import resolve_attn_implementation
-from olmorl.learner.backend import DTYPES, build_policy
+from olmorl.learner.backend import DTYPES, build_learner_model, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
 from olmorl.learner.device import cuda_index
-from olmorl.learner.loading import build_empty_model
 from olmorl.learner.scoring import TokenScores, use_chunked_head
 from olmorl.node_ip import node_ip_address
 
@@ -122,8 +121,15 @@ class LearnerWorker:
             self.model_cfg.attn_implementation, device, self.model_cfg.dtype
         )
         # Master weights stay float32; the strategy casts to model.dtype for compute. Built on the
-        # meta device, sharded, then filled from the checkpoint by rank 0: no rank holds it whole.
-        model = build_empty_model(self.model_cfg.path, attn_implementation=self.attn_implementation)
+        # meta device and sharded (FSDP2) or partitioned as it is built (ZeRO-3), then filled
+        # from the checkpoint by rank 0: no rank holds it whole.
+        model = build_learner_model(
+            self.model_cfg.path,
+            self.learner_cfg,
+            device,
+            self.model_cfg.dtype,
+            attn_implementation=self.attn_implementation,
+        )
         model.config.use_cache = False
         # Every forward below scores tokens from the hidden states: no [T, V] logits are held.
         use_chunked_head(model, self.learner_cfg.logprob_chunk_tokens)
