@@ -50,3 +50,55 @@ def eager_flex_attention(monkeypatch: pytest.MonkeyPatch) -> None:
         flex_integration, "compile_friendly_flex_attention", uncompiled_flex_attention
     )
     monkeypatch.setattr(masking_utils, "create_block_mask", uncompiled_block_mask)
+
+
+class FakeClock:
+    """`monotonic` and `sleep` of a module under test: time advances only by the sleeps."""
+
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def spawn_ranks(tmp_path_factory: pytest.TempPathFactory):
+    """`spawn_ranks(run_rank, name, world_size)`: writes the tiny and small presets, runs
+    `run_rank(rank, port, tiny, small, out_dir)` in `world_size` spawned processes and returns
+    each rank's saved `rank{N}.pt`, rank 0's with the transformers `reference` model added."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+    from transformers import AutoModelForCausalLM
+
+    from olmorl.models.tiny import write_tiny_model
+
+    def spawn(run_rank, name: str, world_size: int) -> list[dict]:
+        root = tmp_path_factory.mktemp(name)
+        tiny = write_tiny_model(root / "tiny", "tiny")
+        small = write_tiny_model(root / "small", "small")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.start_processes(
+            run_rank,
+            args=(port, str(tiny), str(small), str(root)),
+            nprocs=world_size,
+            start_method="spawn",
+        )
+        results = [torch.load(root / f"rank{rank}.pt") for rank in range(world_size)]
+        results[0]["reference"] = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+        return results
+
+    return spawn

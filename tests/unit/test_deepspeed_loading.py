@@ -12,14 +12,12 @@ below a full float32 copy of the model, which the plain load does allocate.
 
 import math
 import os
-import socket
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from test_sharded_loading import peak_cpu_bytes
 from transformers import AutoModelForCausalLM
 
@@ -34,7 +32,6 @@ from olmorl.learner.loading import (
     load_from_rank0,
 )
 from olmorl.learner.scoring import use_chunked_head
-from olmorl.models.tiny import write_tiny_model
 
 WORLD_SIZE = 2
 LEARNER = LearnerConfig(lr=1e-3, logprob_chunk_tokens=16, strategy=DeepSpeedStrategy())
@@ -130,21 +127,8 @@ def run_rank(rank: int, port: int, tiny_dir: str, small_dir: str, out_dir: str) 
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    root = tmp_path_factory.mktemp("deepspeed_loading")
-    tiny, small = write_tiny_model(root / "tiny", "tiny"), write_tiny_model(root / "small", "small")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(
-        run_rank,
-        args=(port, str(tiny), str(small), str(root)),
-        nprocs=WORLD_SIZE,
-        start_method="spawn",
-    )
-    results = [torch.load(root / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
-    results[0]["reference"] = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
-    return results
+def ranks(spawn_ranks) -> list[dict]:
+    return spawn_ranks(run_rank, "deepspeed_loading", WORLD_SIZE)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

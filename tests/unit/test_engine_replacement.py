@@ -14,18 +14,6 @@ from olmorl.processes import process_tree, still_running
 from olmorl.rl.replacement import ReplacementFailed, start_with_backoff, wait_until_gone
 
 
-class FakeClock:
-    def __init__(self):
-        self.now, self.sleeps = 0.0, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 class FlakyStart:
     """Fails its first `failures` calls (vLLM finding the GPU memory still held), then starts."""
 
@@ -42,15 +30,15 @@ class FlakyStart:
         return "engine"
 
 
-def test_a_start_that_fails_twice_is_retried_with_doubling_pauses():
-    clock, start = FakeClock(), FlakyStart(failures=2)
+def test_a_start_that_fails_twice_is_retried_with_doubling_pauses(fake_clock):
+    clock, start = fake_clock, FlakyStart(failures=2)
     engine = start_with_backoff(start, "rollout engine 3", first_pause_s=10, sleep=clock.sleep)
     assert engine == "engine" and start.calls == 3
     assert clock.sleeps == [10, 20]
 
 
-def test_a_start_that_always_fails_gives_up_after_n_attempts_naming_the_engine():
-    clock, start = FakeClock(), FlakyStart(failures=99)
+def test_a_start_that_always_fails_gives_up_after_n_attempts_naming_the_engine(fake_clock):
+    clock, start = fake_clock, FlakyStart(failures=99)
     with pytest.raises(ReplacementFailed) as failed:
         start_with_backoff(
             start, "rollout engine 3", attempts=4, first_pause_s=10, sleep=clock.sleep
@@ -64,15 +52,15 @@ def test_a_start_that_always_fails_gives_up_after_n_attempts_naming_the_engine()
     assert start.calls == 4 and clock.sleeps == [10, 20, 40]  # no pause after the last
 
 
-def test_the_replacement_waits_until_the_old_processes_are_gone():
-    clock = FakeClock()
+def test_the_replacement_waits_until_the_old_processes_are_gone(fake_clock):
+    clock = fake_clock
     left = iter([[101, 102], [102], [102], []])
     wait_until_gone(lambda: next(left), "rollout engine 0", 60, clock.monotonic, clock.sleep)
     assert clock.sleeps == [0.1, 0.2, 0.4]
 
 
-def test_processes_that_never_go_stop_the_replacement_at_the_timeout_naming_them():
-    clock = FakeClock()
+def test_processes_that_never_go_stop_the_replacement_at_the_timeout_naming_them(fake_clock):
+    clock = fake_clock
     with pytest.raises(
         ReplacementFailed, match=r"rollout engine 2 .* \[102\] still run after 30 s"
     ):

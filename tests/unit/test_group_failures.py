@@ -107,23 +107,12 @@ def test_a_weight_group_is_warmed_up_before_it_is_returned(monkeypatch):
     assert group.calls == [("broadcast", 1, 0)]  # one element from the root, nothing else
 
 
-class FakeClock:
-    """`time` of transfer_group: `monotonic` advances only by `sleep`."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_a_warm_up_no_peer_answers_fails_within_the_timeout_and_aborts_the_group(monkeypatch):
+def test_a_warm_up_no_peer_answers_fails_within_the_timeout_and_aborts_the_group(
+    monkeypatch, fake_clock
+):
     """What a member that never arrives does to an NCCL group's first broadcast, which blocks the
     stream instead of raising: the set-up's deadline ends it."""
-    clock = FakeClock()
+    clock = fake_clock
     monkeypatch.setattr(transfer_group, "time", clock)
     group = FakeGroup(work=FakeWork(done=False))
     monkeypatch.setattr(transfer_group.dist, "ProcessGroupGloo", lambda *a: group)

@@ -9,14 +9,12 @@ count it, stays near its shard plus one decoder layer, never a full copy; the ro
 is never called; a checkpoint that does not fit the model fails on every rank, not only on 0.
 """
 
-import socket
 from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from transformers import AutoModelForCausalLM
 
 from olmorl.algo.nll import masked_nll_loss
@@ -25,7 +23,6 @@ from olmorl.learner.backend import build_policy
 from olmorl.learner.loading import build_empty_model
 from olmorl.learner.parallelize import decoder_layers
 from olmorl.learner.scoring import use_chunked_head
-from olmorl.models.tiny import write_tiny_model
 
 WORLD_SIZE = 2
 LEARNER = LearnerConfig(logprob_chunk_tokens=16)
@@ -121,21 +118,8 @@ def run_rank(rank: int, port: int, tiny_dir: str, small_dir: str, out_dir: str) 
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    root = tmp_path_factory.mktemp("sharded_loading")
-    tiny, small = write_tiny_model(root / "tiny", "tiny"), write_tiny_model(root / "small", "small")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(
-        run_rank,
-        args=(port, str(tiny), str(small), str(root)),
-        nprocs=WORLD_SIZE,
-        start_method="spawn",
-    )
-    results = [torch.load(root / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
-    results[0]["reference"] = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
-    return results
+def ranks(spawn_ranks) -> list[dict]:
+    return spawn_ranks(run_rank, "sharded_loading", WORLD_SIZE)
 
 
 def test_the_sharded_load_equals_the_plain_load(ranks):

@@ -151,28 +151,14 @@ def test_a_broadcast_stops_waiting_as_soon_as_a_peer_is_known_to_have_failed():
     peer.join(timeout=30)
 
 
-class FakeClock:
-    """`time.monotonic` and `time.sleep` of transfer_group, advancing only by the sleeps."""
-
-    def __init__(self):
-        self.now, self.sleeps = 0.0, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.mark.parametrize("broadcast_s", [0.002, 0.22, 30.0])
-def test_the_root_sees_a_broadcast_end_soon_after_it_does(monkeypatch, broadcast_s):
+def test_the_root_sees_a_broadcast_end_soon_after_it_does(monkeypatch, broadcast_s, fake_clock):
     """Each pause is at most a tenth of the time waited so far and at most 50 ms, so a 2 ms NCCL
     bucket and a 220 ms gloo one are both seen done within ~10% (+0.1 ms) of their end; a
     30 s wait is checked every 50 ms. (Doubling pauses from 0.1 ms saw 220 ms at ~405 ms.)"""
     from olmorl.rollout import transfer_group
 
-    clock = FakeClock()
+    clock = fake_clock
     monkeypatch.setattr(transfer_group, "time", clock)
     transfer_group.wait_watching(lambda: clock.now >= broadcast_s, lambda: None)
     assert broadcast_s <= clock.now <= broadcast_s + max(0.1 * broadcast_s, 1e-4)
