@@ -108,10 +108,13 @@ def test_the_policy_writes_the_word_its_held_out_prompt_names(target_token_flow)
         f"word: after SFT {sft_own:.2f} / {sft_other:.2f}, after RL {rl_own:.2f} / {rl_other:.2f}"
     )
     # Writing any word but the prompted one scores 0, so only reading the prompt pays. One run:
-    # 0.15 / 0.57 after SFT, 0.74 / 0.23 after RL; a policy that ignores the prompt names the
-    # right word 1 time in 32.
-    assert rl_own >= 0.5 and rl_own >= sft_own + 0.3
-    assert rl_other <= sft_other - 0.15
+    # 0.34 / 0.47 after SFT, 0.93 / 0.05 after RL; a policy that ignores the prompt names the
+    # right word 1 time in 32. The bar is the first two; the last two say RL, not the
+    # warm start, got there.
+    assert rl_own >= 0.8
+    assert rl_other <= 0.1
+    assert rl_own >= sft_own + 0.3
+    assert rl_other <= sft_other - 0.2
 
 
 def test_held_out_reward_is_logged_and_rises(target_token_run):
@@ -121,8 +124,8 @@ def test_held_out_reward_is_logged_and_rises(target_token_run):
     print(
         f"\nheld-out reward (phrasings never trained on): step 0 {first:.2f}, step 150 {last:.2f}"
     )
-    # One run: 0.13 at step 0 (after SFT), 0.73 at step 150.
-    assert last >= 0.5 and last >= first + 0.3
+    # One run: 0.35 at step 0 (after SFT), 0.93 at step 150.
+    assert last >= 0.75 and last >= first + 0.3
     assert evals[150]["eval/prompts"] == 64 and "eval/pass@1" in evals[150]
 
 
