@@ -11,6 +11,7 @@ import typer
 from olmorl.config import (
     ConfigError,
     DPOConfig,
+    PretrainConfig,
     RLConfig,
     SFTConfig,
     load_config,
@@ -203,14 +204,12 @@ def flow(
         typer.echo(f"{result.stage + ':':<15}{result.checkpoint}")
 
 
-def _offline_command(name: str, config_class, module: str, help_text: str) -> None:
+def _offline_command(name: str, config_class, module: str, help_text: str, example: str) -> None:
     """Registers `olmorl NAME CONFIG [overrides] [--dry-run] [--resume]` for an offline trainer
     whose `olmorl.train.<module>` defines `run_<module>(cfg, run_dir, resume)`."""
 
     def command(
-        config: Annotated[
-            Path, typer.Argument(help=f"Recipe YAML, e.g. recipes/tiny/{name}_copy.yaml.")
-        ],
+        config: Annotated[Path, typer.Argument(help=f"Recipe YAML, e.g. {example}.")],
         overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Validate, write the resolved config, and stop.")
@@ -228,10 +227,26 @@ def _offline_command(name: str, config_class, module: str, help_text: str) -> No
 
 
 _offline_command(
-    "sft", SFTConfig, "sft", "Supervised fine-tuning on chat data (loss on assistant turns)."
+    "sft",
+    SFTConfig,
+    "sft",
+    "Supervised fine-tuning on chat data (loss on assistant turns).",
+    "recipes/tiny/sft_copy.yaml",
 )
 _offline_command(
-    "dpo", DPOConfig, "dpo", "Direct preference optimisation (dpo, dpo_norm or simpo) on pairs."
+    "dpo",
+    DPOConfig,
+    "dpo",
+    "Direct preference optimisation (dpo, dpo_norm or simpo) on pairs.",
+    "recipes/tiny/dpo_copy.yaml",
+)
+_offline_command(
+    "pretrain",
+    PretrainConfig,
+    "pretrain",
+    "Causal-LM training on a weighted mix of token sources: pretraining, midtraining and "
+    "long-context extension.",
+    "recipes/tiny/pretrain.yaml",
 )
 
 
@@ -443,7 +458,8 @@ def data_synth(
     kind: Annotated[
         str,
         typer.Argument(
-            help="target-token, arithmetic (RL), chat-copy (SFT), preference-copy (DPO)."
+            help="target-token, arithmetic (RL), arithmetic-text (pretraining), chat-copy "
+            "(SFT), preference-copy (DPO)."
         ),
     ],
     out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
@@ -467,20 +483,47 @@ def data_synth(
         ),
     ] = "train",
 ) -> None:
-    """Write a small synthetic RL data set in the Dolci row schema."""
+    """Write a small synthetic data set: RL, SFT and DPO rows in the Dolci schemas, or text
+    documents (`{"text": ...}`) for pretraining."""
     from olmorl.data.synth import build_synthetic_rows, write_jsonl
 
     if kind == "target-token":
         options = {"num_targets": num_targets, "exclusive": exclusive, "split": split}
     elif kind in ("chat-copy", "preference-copy"):
         options = {"num_targets": num_targets, "split": split}
-    else:
+    else:  # arithmetic, arithmetic-text
         options = {"max_operand": max_operand, "split": split}
     try:
         rows = build_synthetic_rows(kind, n, seed=seed, **options)
     except ValueError as e:
         raise _fail(str(e)) from None
     typer.echo(f"wrote {len(rows)} {kind} rows to {write_jsonl(rows, out)}")
+
+
+@data_app.command("tokenize")
+def data_tokenize(
+    sources: Annotated[
+        list[Path], typer.Argument(help="Text files (.jsonl/.json/.parquet), one document a row.")
+    ],
+    tokenizer: Annotated[
+        str, typer.Option(help="Hugging Face tokenizer directory (e.g. the model's).")
+    ],
+    out_dir: Annotated[Path, typer.Option(help="Where <source stem>.npy and .json go.")],
+    text_field: Annotated[str, typer.Option(help="Field holding the document text.")] = "text",
+) -> None:
+    """Tokenize text documents into token arrays for `olmorl pretrain`: one flat .npy per source,
+    each document followed by EOS, and a .json summary beside it."""
+    from olmorl.data.loading import DataError
+    from olmorl.data.token_arrays import tokenize_files
+
+    try:
+        for source, summary in tokenize_files(sources, tokenizer, out_dir, text_field):
+            typer.echo(
+                f"{source}: {summary['documents']} documents, {summary['tokens']:,} tokens -> "
+                f"{summary['array']}"
+            )
+    except DataError as e:
+        raise _fail(str(e)) from None
 
 
 @data_app.command("check")

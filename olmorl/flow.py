@@ -11,11 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from olmorl.config import DPOConfig, RLConfig, SFTConfig, load_config
+from olmorl.config import DPOConfig, PretrainConfig, RLConfig, SFTConfig, load_config
 from olmorl.config.flow import FlowConfig, FlowStage
 from olmorl.io import atomic_write_text
 
-STAGE_CONFIGS = {"sft": SFTConfig, "dpo": DPOConfig, "rl": RLConfig}
+STAGE_CONFIGS = {
+    "pretrain": PretrainConfig,
+    "sft": SFTConfig,
+    "dpo": DPOConfig,
+    "rl": RLConfig,
+}
 DONE_NAME = "stage_done.json"
 
 
@@ -40,17 +45,10 @@ def stage_config(stage: FlowStage, flow_dir: Path, start_from: Path | None):
 
 
 def run_stage(kind: str, cfg, run_dir: Path, resume: bool):
-    if kind == "rl":
-        from olmorl.rl.loop import run_rl
+    import importlib
 
-        return run_rl(cfg, run_dir, resume)
-    if kind == "sft":
-        from olmorl.train.sft import run_sft
-
-        return run_sft(cfg, run_dir, resume)
-    from olmorl.train.dpo import run_dpo
-
-    return run_dpo(cfg, run_dir, resume)
+    module = "olmorl.rl.loop" if kind == "rl" else f"olmorl.train.{kind}"
+    return getattr(importlib.import_module(module), f"run_{kind}")(cfg, run_dir, resume)
 
 
 def run_flow(

@@ -7,6 +7,9 @@ from pathlib import Path
 from olmorl.config import RunConfig
 
 METRICS_NAME = "metrics.jsonl"
+DATA_LOG_NAME = "data_log.jsonl"
+"""What each step trained on, one JSON line per step: the check that a resumed run saw exactly
+the data an uninterrupted one would."""
 
 
 class MetricsLog:

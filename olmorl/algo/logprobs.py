@@ -45,13 +45,14 @@ def token_entropy(logits: Tensor, temperature: float) -> Tensor:
 
 def chunked_token_scores(
     hidden: Tensor, weight: Tensor, input_ids: Tensor, temperature: float, chunk_tokens: int
-) -> tuple[Tensor, Tensor]:
-    """`token_logprobs` and `token_entropy` of the logits hidden @ weight.T, [B, T] each.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`token_logprobs`, `token_entropy` and log Z (the logsumexp of the scaled logits, what
+    z-loss penalises) of the logits hidden @ weight.T, [B, T] each; all three 0 at t = 0.
 
     hidden [B, T, H] are the final hidden states and weight [V, H] the LM head (Olmo 3 applies no
     bias or scaling after it). Logits exist for at most `chunk_tokens` positions at a time, in
-    forward and backward alike. Gradients reach `hidden` and `weight` through the log-probs; the
-    entropy is a metric and carries none.
+    forward and backward alike. Gradients reach `hidden` and `weight` through the log-probs and
+    log Z; the entropy is a metric and carries none.
     """
     _check_temperature(temperature)
     if chunk_tokens < 1:
@@ -59,9 +60,10 @@ def chunked_token_scores(
     batch, length, width = hidden.shape
     rows = hidden[:, :-1].reshape(-1, width)  # [B·(T-1), H], a view when B = 1
     targets = input_ids[:, 1:].reshape(-1)  # [B·(T-1)]
-    logprobs, entropy = _ChunkedHead.apply(rows, weight, targets, temperature, chunk_tokens)
+    scores = _ChunkedHead.apply(rows, weight, targets, temperature, chunk_tokens)
     shape = (batch, length - 1)
-    return F.pad(logprobs.view(shape), (1, 0)), F.pad(entropy.view(shape), (1, 0))  # [B, T]
+    logprobs, entropy, log_z = (F.pad(score.view(shape), (1, 0)) for score in scores)  # [B, T]
+    return logprobs, entropy, log_z
 
 
 def _chunk_logits(rows: Tensor, weight: Tensor, temperature: float) -> Tensor:
@@ -72,7 +74,8 @@ def _chunk_logits(rows: Tensor, weight: Tensor, temperature: float) -> Tensor:
 
 
 class _ChunkedHead(torch.autograd.Function):
-    """log p(target) and entropy under softmax(rows @ weight.T / temperature), chunk by chunk.
+    """log p(target), entropy and log Z under softmax(rows @ weight.T / temperature), chunk by
+    chunk.
 
     Forward keeps only log Z per row; backward recomputes each chunk's logits from the saved rows
     and weight (as fused linear cross-entropy kernels do), so both passes hold a few [chunk, V]
@@ -95,10 +98,10 @@ class _ChunkedHead(torch.autograd.Function):
         ctx.save_for_backward(rows, weight, targets, log_z)
         ctx.temperature, ctx.chunk = temperature, chunk
         ctx.mark_non_differentiable(entropy)
-        return logprobs, entropy
+        return logprobs, entropy, log_z.clone()  # a copy: the saved log_z must stay unchanged
 
     @staticmethod
-    def backward(ctx, grad_logprobs, _grad_entropy):
+    def backward(ctx, grad_logprobs, _grad_entropy, grad_log_z):
         rows, weight, targets, log_z = ctx.saved_tensors
         grad_rows = torch.empty_like(rows)  # [N, H]
         # Accumulated in float32 across chunks (each chunk's product is in the model's dtype).
@@ -106,9 +109,11 @@ class _ChunkedHead(torch.autograd.Function):
         for start in range(0, len(rows), ctx.chunk):
             part = slice(start, start + ctx.chunk)
             g = grad_logprobs[part, None]  # [C, 1]
-            # d log p_y / dz = onehot(y) − softmax(z), with z = logits / temperature.
+            # d log p_y / dz = onehot(y) − softmax(z) and d log Z / dz = softmax(z), with
+            # z = logits / temperature.
+            g_softmax = grad_log_z[part, None] - g  # [C, 1]
             logits = _chunk_logits(rows[part], weight, ctx.temperature)  # [C, V]
-            grad_z = logits.sub_(log_z[part, None]).exp_().mul_(-g)  # [C, V], in place
+            grad_z = logits.sub_(log_z[part, None]).exp_().mul_(g_softmax)  # [C, V], in place
             grad_z.scatter_add_(-1, targets[part, None], g)
             grad_logits = grad_z.div_(ctx.temperature).to(rows.dtype)  # [C, V]
             grad_rows[part] = grad_logits @ weight

@@ -1,4 +1,5 @@
-"""Learning-rate schedules: linear warm-up, then constant, linear decay or cosine decay to a floor.
+"""Learning-rate schedules: linear warm-up, then constant, linear decay, cosine decay, or
+warmup-stable-decay (constant, then a linear decay over the last part of the run) to a floor.
 
 A pure function of the optimizer step, so a resumed run recomputes exactly the rate it had.
 """
@@ -6,7 +7,7 @@ A pure function of the optimizer step, so a resumed run recomputes exactly the r
 import math
 from typing import Literal
 
-ScheduleKind = Literal["constant", "linear", "cosine"]
+ScheduleKind = Literal["constant", "linear", "cosine", "wsd"]
 
 
 def learning_rate(
@@ -16,6 +17,7 @@ def learning_rate(
     kind: ScheduleKind = "constant",
     warmup_steps: int = 0,
     final_fraction: float = 0.0,
+    decay_steps: int = 0,
 ) -> float:
     """The rate for optimizer step `step` (0-based) of `total_steps`.
 
@@ -27,18 +29,29 @@ def learning_rate(
         raise ValueError(f"step {step} is outside the schedule of {total_steps} steps")
     if not 0 <= warmup_steps < total_steps:
         raise ValueError(f"warmup_steps must be in [0, {total_steps}), got {warmup_steps}")
+    if kind == "wsd" and not 0 < decay_steps <= total_steps - warmup_steps:
+        raise ValueError(
+            f"wsd needs 0 < decay_steps <= {total_steps - warmup_steps} (the steps after "
+            f"warm-up), got {decay_steps}"
+        )
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
     if kind == "constant":
         return peak
-    decay_steps = total_steps - warmup_steps - 1
-    progress = (step - warmup_steps) / decay_steps if decay_steps else 1.0
     floor = final_fraction * peak
+    if kind == "wsd":
+        decay_start = total_steps - decay_steps
+        if step < decay_start:
+            return peak
+        # The decay's first step is already below peak, its last is the floor.
+        return peak + (floor - peak) * (step - decay_start + 1) / decay_steps
+    span = total_steps - warmup_steps - 1
+    progress = (step - warmup_steps) / span if span else 1.0
     if kind == "linear":
         return peak + (floor - peak) * progress
     if kind == "cosine":
         return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule {kind!r}; choose constant, linear or cosine")
+    raise ValueError(f"unknown schedule {kind!r}; choose constant, linear, cosine or wsd")
 
 
 def scheduled_lr(learner, step: int, total_steps: int) -> float:
@@ -51,4 +64,5 @@ def scheduled_lr(learner, step: int, total_steps: int) -> float:
         learner.lr_schedule,
         int(learner.warmup_fraction * total_steps),
         learner.final_lr_fraction,
+        max(1, round(learner.decay_fraction * total_steps)),
     )

@@ -13,6 +13,7 @@ from olmorl.config.components import (
 )
 from olmorl.config.dpo import DPOConfig, PreferenceLossConfig
 from olmorl.config.loading import ConfigError, load_config, parse_overrides, write_resolved_config
+from olmorl.config.pretrain import PretrainConfig
 from olmorl.config.rl import AlgorithmConfig, RLConfig, RolloutConfig, VerifiersConfig
 from olmorl.config.sft import SFTConfig
 
@@ -27,6 +28,7 @@ __all__ = [
     "ModelConfig",
     "OfflineDataConfig",
     "PreferenceLossConfig",
+    "PretrainConfig",
     "RLConfig",
     "RolloutConfig",
     "RunConfig",

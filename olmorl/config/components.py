@@ -61,12 +61,16 @@ class LearnerConfig(StrictConfig):
     """How parameters are sharded: `fsdp2` or `deepspeed` (a name or a mapping with `name`)."""
     lr: float = Field(default=1e-6, gt=0, le=1.0)
     """AdamW peak learning rate (constant in RL, as in Olmo 3)."""
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    """After warm-up: stay at `lr`, or decay linearly or by a cosine to final_lr_fraction·lr."""
+    lr_schedule: Literal["constant", "linear", "cosine", "wsd"] = "constant"
+    """After warm-up: stay at `lr`, or decay linearly or by a cosine to final_lr_fraction·lr, or
+    `wsd` (warmup-stable-decay): stay at `lr`, then decay linearly over the run's last
+    decay_fraction of steps."""
     warmup_fraction: float = Field(default=0.0, ge=0, lt=1)
     """Share of the run's optimizer steps over which the rate rises linearly to `lr`."""
     final_lr_fraction: float = Field(default=0.0, ge=0, le=1)
-    """Where `linear` and `cosine` end, as a fraction of `lr`."""
+    """Where `linear`, `cosine` and `wsd` end, as a fraction of `lr`."""
+    decay_fraction: float = Field(default=0.1, gt=0, le=1)
+    """`wsd`: share of the run's optimizer steps, at its end, over which the rate decays."""
     weight_decay: float = Field(default=0.0, ge=0)
     """AdamW weight decay; Olmo 3 RL uses none."""
     max_grad_norm: float = Field(default=1.0, gt=0)
@@ -92,6 +96,15 @@ class LearnerConfig(StrictConfig):
         if isinstance(value, dict) and "name" not in value:
             return {"name": FSDP2Strategy().name, **value}
         return value
+
+    @model_validator(mode="after")
+    def _wsd_fits(self) -> Self:
+        if self.lr_schedule == "wsd" and self.warmup_fraction + self.decay_fraction > 1:
+            raise ValueError(
+                f"learner.warmup_fraction ({self.warmup_fraction}) + learner.decay_fraction "
+                f"({self.decay_fraction}) is more than the whole run"
+            )
+        return self
 
 
 class DataConfig(StrictConfig):

@@ -14,8 +14,8 @@ from olmorl.config.base import StrictConfig
 class FlowStage(StrictConfig):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     """The stage's directory under the flow's, e.g. `sft`."""
-    kind: Literal["sft", "dpo", "rl"]
-    """Which trainer runs the recipe."""
+    kind: Literal["pretrain", "sft", "dpo", "rl"]
+    """Which trainer runs the recipe (`pretrain` also runs midtraining and long-context)."""
     recipe: str
     """The stage's recipe YAML, relative to the working directory."""
     overrides: list[str] = Field(default_factory=list)

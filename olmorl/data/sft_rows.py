@@ -189,8 +189,8 @@ def conversation_document(input_ids: Sequence[int], loss_mask: Sequence[bool]) -
         )
     length = len(input_ids)
     return TrajectoryTokens(
-        input_ids=torch.as_tensor(list(input_ids), dtype=torch.long).reshape(-1),  # [T]
-        loss_mask=torch.as_tensor(list(loss_mask), dtype=torch.bool).reshape(-1),  # [T]
+        input_ids=torch.as_tensor(input_ids, dtype=torch.long).reshape(-1),  # [T]
+        loss_mask=torch.as_tensor(loss_mask, dtype=torch.bool).reshape(-1),  # [T]
         sampler_logprobs=torch.zeros(length, dtype=torch.float32),
         advantages=torch.zeros(length, dtype=torch.float32),
     )

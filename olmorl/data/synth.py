@@ -7,6 +7,9 @@
   out of new context, not recall of a phrasing.
 - `arithmetic`: integer and fraction arithmetic whose answers sympy computes, for the `math` verifier;
   `split="eval"` holds expressions the train split never contains.
+- `arithmetic-text` (pretraining): documents of worked arithmetic, "Question: What is 3 + 4 * 2?
+  Solution: 4 * 2 = 8. 3 + 8 = 11. The answer is 11.", several per document, in the `text` field;
+  `split="eval"` holds the same expressions the `arithmetic` eval split holds.
 - `chat-copy` (SFT) and `preference-copy` (DPO): a request, in one of several phrasings, to write
   a target word; the reply (chosen) is that word, the rejected reply another one. `split="eval"`
   draws only (phrasing, word) combinations that `split="train"` never uses, so held-out scores
@@ -26,7 +29,7 @@ from olmorl.io import atomic_write_text
 MAX_TARGETS = 64
 """The tiny tokenizer has whole-word tokens t0..t63."""
 
-SYNTHETIC_SETS = ("target-token", "arithmetic", "chat-copy", "preference-copy")
+SYNTHETIC_SETS = ("target-token", "arithmetic", "arithmetic-text", "chat-copy", "preference-copy")
 
 COPY_PHRASINGS = (
     "Write the word {}.",
@@ -107,28 +110,70 @@ def target_token_rows(
     return rows
 
 
-def arithmetic_rows(
-    n: int, max_operand: int = 20, seed: int = 0, split: str = "train"
-) -> list[dict]:
-    """Integer and fraction expressions; `split="eval"` draws only from the one expression in
-    four that `split="train"` never uses (fixed by the expression alone, not the seed)."""
+def _expressions(n: int, max_operand: int, seed: int, split: str) -> list[str]:
+    """Integer and fraction expressions of the split: `split="eval"` draws only from the one
+    expression in four that `split="train"` never uses (fixed by the expression, not the seed)."""
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     rng = random.Random(seed)
-    rows = []
-    while len(rows) < n:
+    expressions: list[str] = []
+    while len(expressions) < n:
         expression = (
             _fraction_sum(rng, max_operand)
             if rng.random() < 0.25
             else _integer_expression(rng, max_operand)
         )
-        if (zlib.crc32(expression.encode()) % 4 == 0) != (split == "eval"):
-            continue
+        if (zlib.crc32(expression.encode()) % 4 == 0) == (split == "eval"):
+            expressions.append(expression)
+    return expressions
+
+
+def arithmetic_rows(
+    n: int, max_operand: int = 20, seed: int = 0, split: str = "train"
+) -> list[dict]:
+    """Integer and fraction expressions for the `math` verifier (see `_expressions`)."""
+    rows = []
+    for expression in _expressions(n, max_operand, seed, split):
         # rational=True keeps 1/3 exact instead of 0.333..., so the label is \frac{1}{3}.
         answer = sympy.latex(sympy.sympify(expression, rational=True))
         prompt = f"What is {expression}? Put the final answer in \\boxed{{}}."
         rows.append(_row(prompt, answer, "math"))
     return rows
+
+
+def arithmetic_text_rows(
+    n: int, max_operand: int = 20, seed: int = 0, split: str = "train", per_document: int = 4
+) -> list[dict]:
+    """n documents of `per_document` worked problems each, as `{"text": ...}` rows."""
+    expressions = _expressions(n * per_document, max_operand, seed, split)
+    return [
+        {"text": "\n\n".join(_worked(e) for e in expressions[i : i + per_document])}
+        for i in range(0, len(expressions), per_document)
+    ]
+
+
+def _worked(expression: str) -> str:
+    """ "Question: What is 3 + 4 * 2?\nSolution: 4 * 2 = 8. 3 + 8 = 11. The answer is 11."."""
+    if "/" in expression:
+        (a, b), (c, d) = (map(int, f.split("/")) for f in expression.split(" + "))
+        common = b * d
+        total = sympy.Rational(a * d + c * b, common)
+        steps = [f"{expression} = {a * d}/{common} + {c * b}/{common} = {a * d + c * b}/{common}"]
+        answer = str(total)
+        if answer != f"{a * d + c * b}/{common}":
+            steps.append(f"{a * d + c * b}/{common} = {answer}")
+    else:
+        parts = expression.split()
+        steps = []
+        while len(parts) > 1:
+            # Multiplication first, then left to right.
+            at = parts.index("*") if "*" in parts else 1
+            left, op, right = int(parts[at - 1]), parts[at], int(parts[at + 1])
+            value = {"+": left + right, "-": left - right, "*": left * right}[op]
+            steps.append(f"{left} {op} {right} = {value}")
+            parts[at - 1 : at + 2] = [str(value)]
+        answer = parts[0]
+    return f"Question: What is {expression}?\nSolution: {'. '.join(steps)}. The answer is {answer}."
 
 
 def build_synthetic_rows(
@@ -138,6 +183,8 @@ def build_synthetic_rows(
         return target_token_rows(n, seed=seed, **options)
     if kind == "arithmetic":
         return arithmetic_rows(n, seed=seed, **options)
+    if kind == "arithmetic-text":
+        return arithmetic_text_rows(n, seed=seed, **options)
     if kind == "chat-copy":
         return chat_copy_rows(n, seed=seed, **options)
     if kind == "preference-copy":

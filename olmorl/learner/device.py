@@ -1,4 +1,5 @@
-"""Which device a learner rank trains on: the one GPU Ray gave it, by its index in this process.
+"""Which device a learner rank trains on (the one GPU Ray gave it, by its index in this process),
+and how fast it multiplies matrices.
 
 Ray sets CUDA_VISIBLE_DEVICES of an actor with GPUs to those GPUs alone, so the rank's GPU is
 usually `cuda:0`; without that isolation (RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES) every rank
@@ -6,6 +7,7 @@ on a node sees all of its GPUs and `cuda:0` would put them all on one. Looking t
 in the visible list is right in both cases.
 """
 
+import time
 from collections.abc import Sequence
 
 
@@ -32,3 +34,23 @@ def cuda_index(gpu_ids: Sequence[int | str], visible_devices: str | None, rank: 
             f"process can see (CUDA_VISIBLE_DEVICES={visible_devices!r})"
         )
     return visible.index(gpu)
+
+
+def measure_matmul_flops(device: str, dtype, size: int = 1024, seconds: float = 0.5) -> float:
+    """FLOP/s of a square matmul in `dtype` on `device`, best of repeated runs for about
+    `seconds`: the peak MFU is measured against where no vendor figure applies (CPUs)."""
+    import torch
+
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    a @ b  # warm-up: kernel selection, thread pool start
+    sync()
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best

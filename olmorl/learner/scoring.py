@@ -21,6 +21,8 @@ class TokenScores(NamedTuple):
     """log p(input_ids[:, t] | input_ids[:, <t]) at the given temperature, [B, T]; 0 at t = 0."""
     entropy: Tensor
     """Entropy of the distribution predicting token t, [B, T], without gradient; 0 at t = 0."""
+    log_z: Tensor
+    """logsumexp of the logits predicting token t, [B, T], with gradient (z-loss); 0 at t = 0."""
 
 
 def use_chunked_head(model: nn.Module, chunk_tokens: int) -> nn.Module:

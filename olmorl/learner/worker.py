@@ -23,7 +23,7 @@ from olmorl.algo import (
     olmorl_policy_loss,
     preference_loss,
 )
-from olmorl.algo.nll import masked_nll_loss
+from olmorl.algo.nll import masked_nll_loss, masked_z_loss
 from olmorl.algo.schedule import scheduled_lr
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, PreferenceLossConfig
 from olmorl.cpu import pin_to_cores
@@ -32,7 +32,7 @@ from olmorl.learner.attention import resolve_attn_implementation
 from olmorl.learner.backend import DTYPES, build_learner_model, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
-from olmorl.learner.device import cuda_index
+from olmorl.learner.device import cuda_index, measure_matmul_flops
 from olmorl.learner.scoring import TokenScores, use_chunked_head
 from olmorl.node_ip import node_ip_address
 
@@ -231,20 +231,26 @@ class LearnerWorker:
         # global step mean, so scaling by the world size turns that average back into the sum.
         self.policy.backward(loss * self.world_size)
 
-    def sft_step(self, batch: MiniBatch) -> dict[str, float]:
-        """One optimizer step of token-mean NLL over the whole step's trained tokens.
+    def sft_step(self, batch: MiniBatch, z_loss: float = 0.0) -> dict[str, float]:
+        """One optimizer step of token-mean NLL over the whole step's trained tokens (SFT and
+        pretraining), plus `z_loss` times the mean squared log Z when it is not 0.
 
         Rows are accumulated one forward/backward at a time (gradient accumulation); returns
-        this rank's metric shares: loss, tokens, grad_norm.
+        this rank's metric shares: loss, tokens, grad_norm (and z_loss).
         """
-        metrics = {"loss": 0.0, "tokens": 0.0}
+        metrics: dict[str, float] = {}
         for row in batch.rows:
-            logprobs = self._scores(row, 1.0).logprobs  # [1, T]
+            scores = self._scores(row, 1.0)
             mask = row.loss_mask.to(self.device).unsqueeze(0)  # [1, T]
-            loss, parts = masked_nll_loss(logprobs, mask, batch.total_loss_tokens)
+            loss, parts = masked_nll_loss(scores.logprobs, mask, batch.total_loss_tokens)
+            if z_loss:
+                penalty, z_parts = masked_z_loss(
+                    scores.log_z, mask, batch.total_loss_tokens, z_loss
+                )
+                loss, parts = loss + penalty, {**parts, **z_parts}
             self._backward(loss)
             for key, value in parts.items():
-                metrics[key] += value
+                metrics[key] = metrics.get(key, 0.0) + value
         metrics["grad_norm"] = self._optimizer_step()
         return metrics
 
@@ -275,6 +281,11 @@ class LearnerWorker:
                 metrics[key] = metrics.get(key, 0.0) + float(value)
         metrics["grad_norm"] = self._optimizer_step()
         return metrics
+
+    def matmul_flops(self) -> float:
+        """This rank's measured matmul FLOP/s in the training dtype, on its device and threads:
+        the peak model FLOP utilisation is reported against where no vendor figure is given."""
+        return measure_matmul_flops(self.device, DTYPES[self.model_cfg.dtype])
 
     @torch.no_grad()
     def document_logps(self, rows: Sequence[PackedRow]) -> list[tuple[int, float, int]]:

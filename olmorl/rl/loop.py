@@ -17,7 +17,6 @@ from olmorl.data.rl_rows import RLRow
 from olmorl.rl.types import Prompt
 from olmorl.train.loop import RunResult
 
-DATA_LOG_NAME = "data_log.jsonl"
 """One line per step: the prompts (indices into the concatenated data sets) it trained on."""
 
 
@@ -29,7 +28,13 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
 
     from olmorl.actor_logs import actor_log_dir
     from olmorl.io import atomic_write_text
-    from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
+    from olmorl.metrics_log import (
+        DATA_LOG_NAME,
+        METRICS_NAME,
+        MetricsLog,
+        drop_steps_after,
+        plot_metrics,
+    )
     from olmorl.placement import rl_needs
     from olmorl.ray_init import ActorStartTimeout, init_ray
     from olmorl.rl.cluster import EngineLost, RLCluster

@@ -159,6 +159,9 @@ class DPOTrainer:
             setattr(self, "reference" if name == "train" else "held_out_reference", logps)
         return metrics
 
+    def step_data(self, step: int) -> dict:
+        return {"pairs": self.plan[step - 1]}
+
     def train_step(self, learners, step: int) -> dict[str, float]:
         pair_ids = self.plan[step - 1]
         rows = pack_pairs(self.train, pair_ids, self.cfg.learner.micro_batch_tokens)

@@ -158,6 +158,12 @@ class LearnerGroup:
             out += [doc for part in self.each("document_logps", chunk) for doc in part]
         return out
 
+    def mean_nll(self, rows: Sequence[PackedRow]) -> tuple[float, int]:
+        """Token-mean negative log-likelihood of the rows' loss tokens, and their count."""
+        documents = self.document_logps(rows)
+        tokens = sum(count for _, _, count in documents)
+        return -sum(total for _, total, _ in documents) / tokens, tokens
+
     def save(self, directory: Path) -> None:
         """The Hugging Face model (rank 0) and every rank's training state into `directory`."""
         self.all("save_train_state", directory / TRAIN_STATE_DIR)

@@ -1,7 +1,9 @@
 """The loop the offline trainers share: start learners, resume, train step by step, evaluate,
-checkpoint, plot. What a step *is* comes from the trainer (sft.py, dpo.py).
+checkpoint, plot, and log what each step trained on. What a step *is* comes from the trainer
+(sft.py, dpo.py, pretrain.py).
 """
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,9 @@ class OfflineTrainer(Protocol):
     def prepare(self, learners) -> dict[str, float]:
         """Work before the first step (DPO: reference log-probs); metrics for the log."""
 
+    def step_data(self, step: int) -> dict[str, Any]:
+        """What step `step` trains on (example indices, token windows), for the data log."""
+
     def train_step(self, learners, step: int) -> dict[str, float]:
         """Optimizer step `step` (1-based) on the learners; its metrics."""
 
@@ -68,7 +73,13 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     from tqdm import tqdm
 
     from olmorl.actor_logs import actor_log_dir
-    from olmorl.metrics_log import METRICS_NAME, MetricsLog, drop_steps_after, plot_metrics
+    from olmorl.metrics_log import (
+        DATA_LOG_NAME,
+        METRICS_NAME,
+        MetricsLog,
+        drop_steps_after,
+        plot_metrics,
+    )
     from olmorl.ray_init import ActorStartTimeout, init_ray
     from olmorl.run_errors import stopped
     from olmorl.train.checkpoints import latest_checkpoint, write_checkpoint
@@ -78,12 +89,14 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
     found = latest_checkpoint(run_dir) if resume else None
     start = found[1]["step"] if found else 0
     write_resolved_config(cfg, run_dir)
-    drop_steps_after(run_dir / METRICS_NAME, start)
+    for name in (METRICS_NAME, DATA_LOG_NAME):
+        drop_steps_after(run_dir / name, start)
     atomic_write_text(run_dir / "data_report.json", _json(trainer.data_report))
     log = MetricsLog(run_dir, cfg.run, cfg.model_dump(mode="json"))
     started_ray = init_ray(cfg.learner.num_workers, actor_log_dir(cfg.run, run_dir))
     learners = None
     checkpoints: list[Path] = []
+    data_log = (run_dir / DATA_LOG_NAME).open("a")
     try:
         learners = LearnerGroup(
             cfg.model, cfg.learner, cfg.run.seed, steps, stage_timeout_s=cfg.run.stage_timeout_s
@@ -113,6 +126,8 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
             if step == steps or (every and step % every == 0):
                 metrics.update(trainer.evaluate(learners))
             log.log(step, metrics)
+            data_log.write(json.dumps({"step": step, **trainer.step_data(step)}) + "\n")
+            data_log.flush()
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", step_s=f"{metrics['time/step']:.1f}")
             every = cfg.run.checkpoint_every
             if step == steps or (every and step % every == 0):
@@ -120,7 +135,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
                     write_checkpoint(
                         run_dir,
                         step,
-                        {"examples_seen": metrics.get("examples_seen")},
+                        {k: metrics[k] for k in ("examples_seen", "tokens_seen") if k in metrics},
                         learners.save,
                         cfg.run.keep_checkpoints,
                     )
@@ -129,6 +144,7 @@ def run_offline(trainer: OfflineTrainer, cfg, run_dir: Path, resume: bool) -> Ru
         raise stopped(e, run_dir) from None
     finally:
         log.close()
+        data_log.close()
         if learners is not None:
             learners.shutdown()
         if started_ray:
@@ -153,6 +169,4 @@ def skipped_rows(report: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, indent=1, sort_keys=True)

@@ -55,6 +55,9 @@ class SFTTrainer:
     def prepare(self, learners) -> dict[str, float]:
         return {}
 
+    def step_data(self, step: int) -> dict:
+        return {"examples": self.plan[step - 1]}
+
     def train_step(self, learners, step: int) -> dict[str, float]:
         indices = self.plan[step - 1]
         rows = pack_sft_examples(
@@ -75,10 +78,8 @@ class SFTTrainer:
         if not self.held_out:
             return {}
         rows = pack_sft_examples(self.held_out, self.cfg.learner.micro_batch_tokens)
-        documents = learners.document_logps(rows)
-        logps = sum(total for _, total, _ in documents)
-        tokens = sum(count for _, _, count in documents)
-        return {"eval/loss": -logps / tokens, "eval/tokens": float(tokens)}
+        loss, tokens = learners.mean_nll(rows)
+        return {"eval/loss": loss, "eval/tokens": float(tokens)}
 
 
 def run_sft(cfg: SFTConfig, run_dir: Path, resume: bool = False) -> RunResult:

@@ -27,7 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit_runs_rl_sft_and_dpo_recipes(tiny_model_dir, tmp_path):
+def test_ray_job_submit_runs_rl_sft_dpo_and_pretrain_recipes(tiny_model_dir, tmp_path):
     bin_dir = Path(sys.executable).parent
     # A loopback-only head for this test: Ray's token authentication is switched off so the job
     # client needs no token (a real cluster keeps it on and hands the token to its clients).
@@ -74,6 +74,7 @@ def test_ray_job_submit_runs_rl_sft_and_dpo_recipes(tiny_model_dir, tmp_path):
             ("rl", "recipes/tiny/rl_math.yaml", [0, 1, 2]),
             ("sft", "recipes/tiny/sft_copy.yaml", [0, 1, 2]),
             ("dpo", "recipes/tiny/dpo_copy.yaml", [0, 1, 2]),
+            ("pretrain", "recipes/tiny/pretrain.yaml", [0, 1, 2]),
         ]
         for command, recipe, logged_steps in jobs:
             _submit(address, env, out, command, recipe, f"model.path={tiny_model_dir}")

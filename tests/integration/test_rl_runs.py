@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from jobs import kill_session, logged_steps
 from safetensors.torch import load_file
 
 from olmorl.config import ModelConfig, RLConfig, RolloutConfig, load_config
@@ -294,13 +295,13 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
     )
     try:
         deadline = time.monotonic() + 600
-        while not _logged_steps(killed) >= 4 and job.poll() is None:
+        while not logged_steps(killed) >= 4 and job.poll() is None:
             assert time.monotonic() < deadline, "the job never reached step 4"
             time.sleep(0.1)
     finally:
-        _kill_session(job.pid)
+        kill_session(job.pid)
     assert job.wait(timeout=60) == -signal.SIGKILL
-    assert _logged_steps(killed) < 6, "the job finished before it could be killed"
+    assert logged_steps(killed) < 6, "the job finished before it could be killed"
     # The console shows the run's own lines and warnings; vLLM's INFO lines went to logs/.
     console.close()
     vllm_info = re.compile(r"\bINFO \d\d-\d\d ")
@@ -349,7 +350,7 @@ def test_a_rollout_engine_killed_mid_run_is_replaced_and_no_prompt_is_lost(
     def kill_the_engine_after_step_2() -> None:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if _logged_steps(run_dir) >= 2:
+            if logged_steps(run_dir) >= 2:
                 # Ray titles actor processes `ray::<Class>...`; this run's engine is the only one
                 # (earlier tests' engines are gone by now).
                 engines = [
@@ -395,20 +396,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:  # the process is gone
         return b""
-
-
-def _logged_steps(run_dir: Path) -> int:
-    """The last training step logged (step 0 is the evaluation before training)."""
-    log = run_dir / "metrics.jsonl"
-    lines = log.read_text().splitlines() if log.is_file() else []
-    return max((json.loads(line)["step"] for line in lines if line.endswith("}")), default=0)
-
-
-def _kill_session(session: int) -> None:
-    """SIGKILL every process of a session: the job and the Ray cluster it started."""
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.getsid(int(proc.name)) == session:
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

@@ -84,3 +84,39 @@ def test_prompt_logprobs_match_transformers(vllm_engine, tiny_model_dir: Path, t
     difference = (hf - vllm_logprobs).abs().max().item()
     print(f"max |logprob HF - vLLM| over {len(token_ids) - 1} tokens: {difference:.3g}")
     assert difference < MAX_LOGPROB_DIFFERENCE
+
+
+def test_yarn_extended_checkpoint_agrees_beyond_the_original_context(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The long-context stage's output (YaRN ×2 on the full-attention layers only): transformers
+    and vLLM give the same log-probs on a sequence past the original 1,024 positions, and they
+    differ from the unextended model's there, so the scaled rope is really in use."""
+    from vllm import LLM
+
+    from olmorl.models.yarn import write_yarn_checkpoint
+
+    extended = write_yarn_checkpoint(tiny_model_dir, tmp_path / "yarn", factor=2.0)
+    token_ids = torch.randint(4, 600, (1500,), generator=torch.Generator().manual_seed(0)).tolist()
+    llm = LLM(
+        model=str(extended),
+        dtype="float32",
+        gpu_memory_utilization=0.2,
+        max_model_len=2048,
+        enforce_eager=True,
+        seed=0,
+    )
+    try:
+        vllm_logprobs = _vllm_logprobs(llm, token_ids)
+    finally:
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+    hf = _hf_logprobs(extended, token_ids)
+    difference = (hf - vllm_logprobs).abs().max().item()
+    print(
+        f"YaRN checkpoint: max |logprob HF - vLLM| over {len(token_ids) - 1} tokens: {difference:.3g}"
+    )
+    assert difference < MAX_LOGPROB_DIFFERENCE
+    unextended = _hf_logprobs(tiny_model_dir, token_ids)
+    assert (hf - unextended).abs().max().item() > 100 * MAX_LOGPROB_DIFFERENCE

@@ -34,7 +34,7 @@ def reference_scores(hidden, weight, input_ids, temperature):
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_matches_full_logits_in_float64_with_gradients(chunk, temperature):
     hidden, weight, input_ids, upstream = random_inputs(13, vocab=37, width=8, batch=2)
-    logprobs, entropy = chunked_token_scores(hidden, weight, input_ids, temperature, chunk)
+    logprobs, entropy, _ = chunked_token_scores(hidden, weight, input_ids, temperature, chunk)
     ref_logprobs, ref_entropy = reference_scores(hidden, weight, input_ids, temperature)
     assert logprobs.shape == entropy.shape == (2, 13) and logprobs.dtype == torch.float64
     torch.testing.assert_close(logprobs, ref_logprobs, rtol=0, atol=1e-12)
@@ -48,10 +48,29 @@ def test_matches_full_logits_in_float64_with_gradients(chunk, temperature):
     assert grads[0][:, -1].abs().sum() == 0  # the last position predicts nothing
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_log_z_and_its_gradient_match_logsumexp_in_float64(temperature):
+    """z-loss trains log Z² beside the log-probs: both gradients, summed, as full logits give."""
+    hidden, weight, input_ids, upstream = random_inputs(13, vocab=37, width=8, batch=2)
+    logprobs, _, log_z = chunked_token_scores(hidden, weight, input_ids, temperature, 5)
+    ref_logprobs, _ = reference_scores(hidden, weight, input_ids, temperature)
+    ref_log_z = torch.logsumexp(hidden[:, :-1] @ weight.T / temperature, dim=-1)
+    ref_log_z = torch.nn.functional.pad(ref_log_z, (1, 0))
+    torch.testing.assert_close(log_z, ref_log_z, rtol=0, atol=1e-12)
+
+    def loss(lp, lz):
+        return (lp * upstream).sum() + 1e-2 * (lz**2).sum()
+
+    grads = torch.autograd.grad(loss(logprobs, log_z), (hidden, weight))
+    ref_grads = torch.autograd.grad(loss(ref_logprobs, ref_log_z), (hidden, weight))
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-12)
+
+
 def test_float32_matches_the_logits_path():
     hidden, weight, input_ids, _ = random_inputs(20, vocab=50, width=16, dtype=torch.float32)
     logits = hidden @ weight.T
-    logprobs, entropy = chunked_token_scores(hidden, weight, input_ids, 0.8, 6)
+    logprobs, entropy, _ = chunked_token_scores(hidden, weight, input_ids, 0.8, 6)
     torch.testing.assert_close(logprobs, token_logprobs(logits, input_ids, 0.8))
     torch.testing.assert_close(entropy, token_entropy(logits, 0.8))
 
@@ -98,7 +117,7 @@ def peak_bytes(length: int, chunked: bool) -> int:
     hidden, weight, input_ids, upstream = random_inputs(length, VOCAB, WIDTH, dtype=torch.float32)
     with PeakLiveBytes() as memory:
         if chunked:
-            logprobs, _entropy = chunked_token_scores(hidden, weight, input_ids, 0.7, CHUNK)
+            logprobs, _entropy, _ = chunked_token_scores(hidden, weight, input_ids, 0.7, CHUNK)
         else:
             logits = hidden @ weight.T  # [1, T, V]
             logprobs = token_logprobs(logits, input_ids, 0.7)

@@ -7,8 +7,8 @@ import pytest
 from olmorl.algo.schedule import learning_rate
 
 
-def rates(kind, total=11, warmup=0, final=0.0):
-    return [learning_rate(s, 1.0, total, kind, warmup, final) for s in range(total)]
+def rates(kind, total=11, warmup=0, final=0.0, decay=0):
+    return [learning_rate(s, 1.0, total, kind, warmup, final, decay) for s in range(total)]
 
 
 def test_warmup_rises_linearly_and_never_trains_at_zero():
@@ -36,6 +36,19 @@ def test_decay_ends_at_the_floor_after_warmup():
     )
 
 
+def test_warmup_stable_decay():
+    wsd = rates("wsd", total=10, warmup=2, final=0.2, decay=4)
+    assert wsd == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2])
+
+
+def test_wsd_decay_fraction_comes_from_the_learner_config():
+    from olmorl.algo.schedule import scheduled_lr
+    from olmorl.config.components import LearnerConfig
+
+    learner = LearnerConfig(lr=1.0, lr_schedule="wsd", decay_fraction=0.25)
+    assert [scheduled_lr(learner, s, 8) for s in range(8)] == pytest.approx([1.0] * 6 + [0.5, 0.0])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -43,6 +56,8 @@ def test_decay_ends_at_the_floor_after_warmup():
         ((-1, 1.0, 11), "outside"),
         ((0, 1.0, 11, "constant", 11), "warmup_steps"),
         ((0, 1.0, 11, "step"), "unknown schedule"),
+        ((0, 1.0, 11, "wsd", 2, 0.0, 0), "decay_steps"),
+        ((0, 1.0, 11, "wsd", 2, 0.0, 10), "decay_steps"),
     ],
 )
 def test_bad_arguments(args, message):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from olmorl.config import DPOConfig, RLConfig, SFTConfig, load_config
+from olmorl.config import DPOConfig, PretrainConfig, RLConfig, SFTConfig, load_config
 from olmorl.config.flow import FlowConfig
 from olmorl.flow import STAGE_CONFIGS
 
@@ -17,9 +17,14 @@ def test_recipes_exist():
 
 
 def config_class(path: Path):
-    """Recipes are named by trainer: sft_*, dpo_*, flow_*, anything else is RL."""
-    prefix = path.name.split("_")[0]
-    return {"sft": SFTConfig, "dpo": DPOConfig, "flow": FlowConfig}.get(prefix, RLConfig)
+    """Recipes are named by trainer: pretrain*, sft_*, dpo_*, flow_*, anything else is RL."""
+    prefix = path.stem.split("_")[0]
+    return {
+        "pretrain": PretrainConfig,
+        "sft": SFTConfig,
+        "dpo": DPOConfig,
+        "flow": FlowConfig,
+    }.get(prefix, RLConfig)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -31,6 +36,9 @@ def test_recipe_validates(path):
                 load_config(STAGE_CONFIGS[stage.kind], REPO / stage.recipe),
                 (STAGE_CONFIGS[stage.kind]),
             )
+    elif isinstance(cfg, PretrainConfig):
+        local = [s.path for s in cfg.data.sources] + cfg.data.eval
+        assert all((path.parents[2] / source).is_file() for source in local), local
     elif config_class(path) is not RLConfig:
         local = [s for s in cfg.data.train + cfg.data.eval if not s.startswith("allenai/")]
         assert all((path.parents[2] / source).is_file() for source in local), local
