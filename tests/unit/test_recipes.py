@@ -17,10 +17,13 @@ def test_recipes_exist():
 
 
 def config_class(path: Path):
-    """Recipes are named by trainer: pretrain*, sft_*, dpo_*, flow_*, anything else is RL."""
+    """Recipes are named by trainer: pretrain*, midtrain*, long_context* (the base stages),
+    sft_*, dpo_*, flow_*; anything else is RL."""
     prefix = path.stem.split("_")[0]
     return {
         "pretrain": PretrainConfig,
+        "midtrain": PretrainConfig,
+        "long": PretrainConfig,
         "sft": SFTConfig,
         "dpo": DPOConfig,
         "flow": FlowConfig,
