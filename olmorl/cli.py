@@ -526,6 +526,38 @@ def data_tokenize(
         raise _fail(str(e)) from None
 
 
+@data_app.command("decontaminate")
+def data_decontaminate(
+    train: Annotated[list[Path], typer.Argument(help="Training files (.jsonl/.json/.parquet).")],
+    against: Annotated[
+        list[Path], typer.Option("--against", help="Evaluation files; repeat for several.")
+    ],
+    out_dir: Annotated[Path, typer.Option(help="Where the clean copies and the report go.")],
+    ngram: Annotated[int, typer.Option(help="Tokens per n-gram (words and punctuation).")] = 13,
+    min_overlap: Annotated[
+        float,
+        typer.Option(help="Share of an evaluation row's n-grams a training row must hold."),
+    ] = 0.8,
+) -> None:
+    """Remove training rows that share long n-grams with evaluation data: a clean copy of each
+    file (<stem>.jsonl) and a report per file in decontamination_report.json."""
+    from olmorl.data.decontamination import decontaminate
+    from olmorl.data.loading import DataError
+
+    try:
+        report = decontaminate(
+            [str(p) for p in train], [str(p) for p in against], out_dir, ngram, min_overlap
+        )
+    except (DataError, ValueError) as e:
+        raise _fail(str(e)) from None
+    for source, entry in report["files"].items():
+        typer.echo(
+            f"{source}: {entry['removed']} of {entry['rows']} rows overlap the evaluation data; "
+            f"clean copy {entry['clean_copy']}"
+        )
+    typer.echo(f"report: {out_dir / 'decontamination_report.json'}")
+
+
 @data_app.command("check")
 def data_check(
     sources: Annotated[
