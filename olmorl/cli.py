@@ -202,6 +202,25 @@ def flow(
     typer.echo(f"flow directory: {flow_dir}")
     for result in results:
         typer.echo(f"{result.stage + ':':<15}{result.checkpoint}")
+    typer.echo(f"report:        {_flow_report(flow_cfg, flow_dir, results)}")
+
+
+def _flow_report(flow_cfg, flow_dir: Path, results) -> Path:
+    import json
+
+    from olmorl.flow import STAGE_CONFIGS
+    from olmorl.flow_report import write_report
+
+    first = flow_cfg.stages[0]
+    start = load_config(STAGE_CONFIGS[first.kind], first.recipe, first.overrides).model.path
+    rows = []
+    if flow_cfg.report_eval:
+        rows = [json.loads(line) for line in Path(flow_cfg.report_eval).read_text().splitlines()]
+    stages = [
+        (r.stage, s.kind, r.run_dir, r.checkpoint)
+        for s, r in zip(flow_cfg.stages, results, strict=True)
+    ]
+    return write_report(flow_dir, stages, Path(start), rows)
 
 
 def _offline_command(name: str, config_class, module: str, help_text: str, example: str) -> None:
@@ -458,8 +477,8 @@ def data_synth(
     kind: Annotated[
         str,
         typer.Argument(
-            help="target-token, arithmetic (RL), arithmetic-text (pretraining), chat-copy "
-            "(SFT), preference-copy (DPO)."
+            help="target-token, arithmetic (RL), arithmetic-text (pretraining), "
+            "arithmetic-chat and chat-copy (SFT), arithmetic-preference and preference-copy (DPO)."
         ),
     ],
     out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
@@ -468,12 +487,18 @@ def data_synth(
     num_targets: Annotated[
         int, typer.Option(help="target-token, *-copy: distinct target words (≤ 64).")
     ] = 8,
-    max_operand: Annotated[int, typer.Option(help="arithmetic: largest operand.")] = 20,
+    max_operand: Annotated[int, typer.Option(help="arithmetic*: largest operand.")] = 20,
+    fraction_share: Annotated[
+        float, typer.Option(help="arithmetic*: share of fraction sums among the expressions.")
+    ] = 0.25,
     exclusive: Annotated[
         bool,
         typer.Option(
             "--exclusive", help="target-token: forbid the other target words in the response."
         ),
+    ] = False,
+    boxed: Annotated[
+        bool, typer.Option("--boxed", help="arithmetic-text: ask and answer as the chat sets do.")
     ] = False,
     split: Annotated[
         str,
@@ -491,8 +516,10 @@ def data_synth(
         options = {"num_targets": num_targets, "exclusive": exclusive, "split": split}
     elif kind in ("chat-copy", "preference-copy"):
         options = {"num_targets": num_targets, "split": split}
-    else:  # arithmetic, arithmetic-text
-        options = {"max_operand": max_operand, "split": split}
+    else:  # arithmetic, arithmetic-text, arithmetic-chat, arithmetic-preference
+        options = {"max_operand": max_operand, "split": split, "fraction_share": fraction_share}
+        if kind == "arithmetic-text":
+            options["boxed"] = boxed
     try:
         rows = build_synthetic_rows(kind, n, seed=seed, **options)
     except ValueError as e:

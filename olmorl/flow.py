@@ -1,4 +1,4 @@
-"""`olmorl flow`: a flow's stages (SFT, DPO, RL) one after another, each from the last one's
+"""`olmorl flow`: a flow's stages (pretrain, SFT, DPO, RL) one after another, each from the last one's
 final checkpoint, each in `<flow dir>/<stage name>` as its own run.
 
 A finished stage leaves `stage_done.json` naming its final checkpoint; running the flow again
@@ -7,6 +7,7 @@ does for a single run.
 """
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ def run_flow(
         prepare(cfg)
         resume = run_dir.exists()
         say(f"stage {stage.name} ({stage.kind}, {stage.recipe})" + (": resuming" if resume else ""))
+        started = time.monotonic()
         result = run_stage(stage.kind, cfg, run_dir, resume)
         if not result.checkpoints:
             raise ValueError(
@@ -79,6 +81,10 @@ def run_flow(
                 "set run.checkpoint_every in its recipe"
             )
         start_from = result.checkpoints[-1]
-        atomic_write_text(done, json.dumps({"checkpoint": str(start_from)}) + "\n")
+        # The wall time of this attempt only, when the stage was resumed.
+        seconds = time.monotonic() - started
+        atomic_write_text(
+            done, json.dumps({"checkpoint": str(start_from), "seconds": seconds}) + "\n"
+        )
         results.append(StageResult(stage.name, run_dir, start_from, result))
     return results

@@ -29,6 +29,9 @@ class FlowConfig(StrictConfig):
     """Where the flow's directory is made (`<output_dir>/<name>`)."""
     name: str | None = None
     """The flow's directory name; null: the flow file's name."""
+    report_eval: str | None = None
+    """RL rows of the `math` verifier that `report.md` samples greedily after every stage (and
+    from the starting model); null: the report has each stage's own metric only."""
 
     @model_validator(mode="after")
     def _stage_names_unique(self) -> Self:

@@ -29,7 +29,15 @@ from olmorl.io import atomic_write_text
 MAX_TARGETS = 64
 """The tiny tokenizer has whole-word tokens t0..t63."""
 
-SYNTHETIC_SETS = ("target-token", "arithmetic", "arithmetic-text", "chat-copy", "preference-copy")
+SYNTHETIC_SETS = (
+    "target-token",
+    "arithmetic",
+    "arithmetic-text",
+    "arithmetic-chat",
+    "arithmetic-preference",
+    "chat-copy",
+    "preference-copy",
+)
 
 COPY_PHRASINGS = (
     "Write the word {}.",
@@ -110,7 +118,9 @@ def target_token_rows(
     return rows
 
 
-def _expressions(n: int, max_operand: int, seed: int, split: str) -> list[str]:
+def _expressions(
+    n: int, max_operand: int, seed: int, split: str, fraction_share: float = 0.25
+) -> list[str]:
     """Integer and fraction expressions of the split: `split="eval"` draws only from the one
     expression in four that `split="train"` never uses (fixed by the expression, not the seed)."""
     if split not in ("train", "eval"):
@@ -120,7 +130,7 @@ def _expressions(n: int, max_operand: int, seed: int, split: str) -> list[str]:
     while len(expressions) < n:
         expression = (
             _fraction_sum(rng, max_operand)
-            if rng.random() < 0.25
+            if rng.random() < fraction_share
             else _integer_expression(rng, max_operand)
         )
         if (zlib.crc32(expression.encode()) % 4 == 0) == (split == "eval"):
@@ -129,31 +139,81 @@ def _expressions(n: int, max_operand: int, seed: int, split: str) -> list[str]:
 
 
 def arithmetic_rows(
-    n: int, max_operand: int = 20, seed: int = 0, split: str = "train"
+    n: int, max_operand: int = 20, seed: int = 0, split: str = "train", fraction_share: float = 0.25
 ) -> list[dict]:
     """Integer and fraction expressions for the `math` verifier (see `_expressions`)."""
-    rows = []
-    for expression in _expressions(n, max_operand, seed, split):
-        # rational=True keeps 1/3 exact instead of 0.333..., so the label is \frac{1}{3}.
-        answer = sympy.latex(sympy.sympify(expression, rational=True))
-        prompt = f"What is {expression}? Put the final answer in \\boxed{{}}."
-        rows.append(_row(prompt, answer, "math"))
-    return rows
+    return [
+        _row(_question(e), sympy.latex(_answer(e)), "math")
+        for e in _expressions(n, max_operand, seed, split, fraction_share)
+    ]
 
 
 def arithmetic_text_rows(
-    n: int, max_operand: int = 20, seed: int = 0, split: str = "train", per_document: int = 4
+    n: int,
+    max_operand: int = 20,
+    seed: int = 0,
+    split: str = "train",
+    per_document: int = 4,
+    fraction_share: float = 0.25,
+    boxed: bool = False,
 ) -> list[dict]:
-    """n documents of `per_document` worked problems each, as `{"text": ...}` rows."""
-    expressions = _expressions(n * per_document, max_operand, seed, split)
+    """n documents of `per_document` worked problems each, as `{"text": ...}` rows; `boxed`
+    asks and answers as the chat sets do ("Put the final answer in \\boxed{}.")."""
+    expressions = _expressions(n * per_document, max_operand, seed, split, fraction_share)
+    ask = _question if boxed else (lambda e: f"What is {e}?")
     return [
-        {"text": "\n\n".join(_worked(e) for e in expressions[i : i + per_document])}
+        {
+            "text": "\n\n".join(
+                f"Question: {ask(e)}\nSolution: {_solution(e, boxed)}"
+                for e in expressions[i : i + per_document]
+            )
+        }
         for i in range(0, len(expressions), per_document)
     ]
 
 
-def _worked(expression: str) -> str:
-    """ "Question: What is 3 + 4 * 2?\nSolution: 4 * 2 = 8. 3 + 8 = 11. The answer is 11."."""
+def arithmetic_chat_rows(
+    n: int, max_operand: int = 20, seed: int = 0, split: str = "train", fraction_share: float = 0.25
+) -> list[dict]:
+    """SFT conversations: the `arithmetic` RL prompt answered with a worked solution whose answer
+    is boxed, as the `math` verifier reads it."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": _question(e)},
+                {"role": "assistant", "content": _solution(e, boxed=True)},
+            ]
+        }
+        for e in _expressions(n, max_operand, seed, split, fraction_share)
+    ]
+
+
+def arithmetic_preference_rows(
+    n: int, max_operand: int = 20, seed: int = 0, split: str = "train", fraction_share: float = 0.25
+) -> list[dict]:
+    """DPO pairs: the worked, boxed solution against the same steps ending in a wrong answer
+    (the right one plus or minus 1 to 3)."""
+    rng = random.Random(f"rejected:{seed}")
+    rows = []
+    for e in _expressions(n, max_operand, seed, split, fraction_share):
+        chosen = _solution(e, boxed=True)
+        wrong = _answer(e) + rng.choice((-3, -2, -1, 1, 2, 3))
+        rejected = chosen[: chosen.rindex("The answer is")] + f"The answer is \\boxed{{{wrong}}}."
+        rows.append({"prompt": _question(e), "chosen": chosen, "rejected": rejected})
+    return rows
+
+
+def _question(expression: str) -> str:
+    return f"What is {expression}? Put the final answer in \\boxed{{}}."
+
+
+def _answer(expression: str) -> sympy.Rational:
+    # rational=True keeps 1/3 exact instead of 0.333..., so the label is \frac{1}{3}.
+    return sympy.sympify(expression, rational=True)
+
+
+def _solution(expression: str, boxed: bool = False) -> str:
+    """ "4 * 2 = 8. 3 + 8 = 11. The answer is 11." for 3 + 4 * 2 (boxed: \\boxed{11})."""
     if "/" in expression:
         (a, b), (c, d) = (map(int, f.split("/")) for f in expression.split(" + "))
         common = b * d
@@ -173,7 +233,8 @@ def _worked(expression: str) -> str:
             steps.append(f"{left} {op} {right} = {value}")
             parts[at - 1 : at + 2] = [str(value)]
         answer = parts[0]
-    return f"Question: What is {expression}?\nSolution: {'. '.join(steps)}. The answer is {answer}."
+    final = f"\\boxed{{{answer}}}" if boxed else answer
+    return f"{'. '.join(steps)}. The answer is {final}."
 
 
 def build_synthetic_rows(
@@ -185,6 +246,10 @@ def build_synthetic_rows(
         return arithmetic_rows(n, seed=seed, **options)
     if kind == "arithmetic-text":
         return arithmetic_text_rows(n, seed=seed, **options)
+    if kind == "arithmetic-chat":
+        return arithmetic_chat_rows(n, seed=seed, **options)
+    if kind == "arithmetic-preference":
+        return arithmetic_preference_rows(n, seed=seed, **options)
     if kind == "chat-copy":
         return chat_copy_rows(n, seed=seed, **options)
     if kind == "preference-copy":
