@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+import ray
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -46,6 +47,10 @@ class WeightSink(Protocol):
     """Where the sink wants the full tensors ("cpu", "cuda")."""
 
     def send(self, bucket: dict[str, Tensor], version: int, last: bool) -> None: ...
+
+
+DIAGNOSTICS = "diagnostics"
+"""The Ray concurrency group of `stacks`, beside the default group's single thread."""
 
 
 def collective_timeout_s(stage_timeout_s: float) -> float:
@@ -350,6 +355,7 @@ class LearnerWorker:
         self.version = json.loads((directory / _COUNTERS_NAME).read_text())["version"]
         return self.version
 
+    @ray.method(concurrency_group=DIAGNOSTICS)
     def stacks(self) -> str:
         """The Python stacks of this process's threads that are inside olmorl code (the verb
         being run; every thread if none is), for the watchdog's message."""

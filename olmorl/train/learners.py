@@ -18,7 +18,7 @@ from olmorl.actor_logs import actor_options
 from olmorl.algo import PackedRow
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
 from olmorl.learner.batch import shard_rows
-from olmorl.learner.worker import LearnerWorker
+from olmorl.learner.worker import DIAGNOSTICS, LearnerWorker
 from olmorl.placement import trainer_needs
 from olmorl.ray_init import Reservation, cluster_uses_gpus, reserve, wait_started
 from olmorl.train.checkpoints import TRAIN_STATE_DIR
@@ -47,11 +47,12 @@ class LearnerGroup:
             )
         gpus = placement.needs.group("learner").gpus
         world = learner.num_workers
-        # A second thread per actor serves `stacks` while the first may be stuck.
+        # `stacks` has a thread of its own, to answer while a verb may be stuck; every other verb
+        # runs on the one thread of the default group, where `setup` chose the rank's CUDA
+        # device (torch keeps the current device per thread).
         self.actors = [
-            ray.remote(LearnerWorker)
+            ray.remote(concurrency_groups={DIAGNOSTICS: 1})(LearnerWorker)
             .options(
-                max_concurrency=2,
                 **placement.actor_options("learner", rank),
                 **actor_options(f"learner-{rank}", threads=len(learner.cpu_cores or ())),
             )
