@@ -4,7 +4,8 @@ measured the same way after every stage.
 The shared measurement samples each stage's checkpoint greedily with transformers on the flow's
 `report_eval` rows (RL rows of the `math` verifier), in two prompt formats: plain text
 ("Question: ...\\nSolution:"), which a base model can follow, and the chat template, which only
-SFT teaches. The answer is the boxed one, else the last number before the first blank line.
+SFT teaches. A chat answer must be boxed; a plain-text one is the boxed one, else the last number
+before the first blank line.
 """
 
 import json
@@ -61,7 +62,11 @@ def held_out_accuracy(
                 eos_token_id=tokenizer.eos_token_id,
             )
         text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-        answer = extract_answer(text.split("\n\n")[0], ("boxed", "last_number"))
+        # A chat answer must be boxed, as the prompt asks. A plain-text one may end "The answer
+        # is 5." as pretraining taught; only its first paragraph counts, not the next problem
+        # the model goes on to write.
+        sources = ("boxed",) if chat else ("boxed", "last_number")
+        answer = extract_answer(text.split("\n\n")[0], sources)
         correct += (
             answer is not None
             and judge(gold_answer(row["ground_truth"]), normalize_answer(answer)) == "correct"
