@@ -25,26 +25,34 @@ pytestmark = pytest.mark.integration
 MAX_LOGPROB_DIFFERENCE = 1e-3
 
 
-@pytest.fixture(scope="module")
-def vllm_engine(tiny_model_dir: Path) -> Iterator["LLM"]:
+def float32_engine(model_dir: Path, max_model_len: int) -> "LLM":
     from vllm import LLM
 
-    start = time.perf_counter()
-    llm = LLM(
-        model=str(tiny_model_dir),
+    return LLM(
+        model=str(model_dir),
         dtype="float32",
         # On CPU this is the share of node memory for the KV cache; the default 0.92 fails.
         gpu_memory_utilization=0.2,
-        max_model_len=512,
+        max_model_len=max_model_len,
         enforce_eager=True,
         seed=0,
     )
-    print(f"\nvLLM engine started in {time.perf_counter() - start:.1f} s")
-    yield llm
-    # Free the engine's processes and memory so later integration tests can start their own.
+
+
+def close(llm: "LLM") -> None:
+    """Frees the engine's processes and memory so later integration tests can start their own."""
     llm.llm_engine.engine_core.shutdown()
     del llm
     gc.collect()
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(tiny_model_dir: Path) -> Iterator["LLM"]:
+    start = time.perf_counter()
+    llm = float32_engine(tiny_model_dir, max_model_len=512)
+    print(f"\nvLLM engine started in {time.perf_counter() - start:.1f} s")
+    yield llm
+    close(llm)
 
 
 @pytest.fixture(scope="module")
@@ -92,26 +100,15 @@ def test_yarn_extended_checkpoint_agrees_beyond_the_original_context(
     """The long-context stage's output (YaRN ×2 on the full-attention layers only): transformers
     and vLLM give the same log-probs on a sequence past the original 1,024 positions, and they
     differ from the unextended model's there, so the scaled rope is really in use."""
-    from vllm import LLM
-
     from olmorl.models.yarn import write_yarn_checkpoint
 
     extended = write_yarn_checkpoint(tiny_model_dir, tmp_path / "yarn", factor=2.0)
     token_ids = torch.randint(4, 600, (1500,), generator=torch.Generator().manual_seed(0)).tolist()
-    llm = LLM(
-        model=str(extended),
-        dtype="float32",
-        gpu_memory_utilization=0.2,
-        max_model_len=2048,
-        enforce_eager=True,
-        seed=0,
-    )
+    llm = float32_engine(extended, max_model_len=2048)
     try:
         vllm_logprobs = _vllm_logprobs(llm, token_ids)
     finally:
-        llm.llm_engine.engine_core.shutdown()
-        del llm
-        gc.collect()
+        close(llm)
     hf = _hf_logprobs(extended, token_ids)
     difference = (hf - vllm_logprobs).abs().max().item()
     print(
