@@ -40,8 +40,9 @@ def test_recipe_validates(path):
                 (STAGE_CONFIGS[stage.kind]),
             )
     elif isinstance(cfg, PretrainConfig):
-        local = [s.path for s in cfg.data.sources] + cfg.data.eval
-        assert all((path.parents[2] / source).is_file() for source in local), local
+        if path.parent.name == "tiny":  # olmo3 recipes name token arrays the user makes
+            local = [s.path for s in cfg.data.sources] + cfg.data.eval
+            assert all((path.parents[2] / source).is_file() for source in local), local
     elif config_class(path) is not RLConfig:
         local = [s for s in cfg.data.train + cfg.data.eval if not s.startswith("allenai/")]
         assert all((path.parents[2] / source).is_file() for source in local), local
