@@ -33,7 +33,8 @@ class TokenSourceConfig(StrictConfig):
 
 class PretrainDataConfig(StrictConfig):
     sources: list[TokenSourceConfig] = Field(min_length=1)
-    """The training mix."""
+    """The training mix, a list of {path, weight (relative share, default 1), name (for
+    `mix/<name>`), raw_dtype (uint32 or uint16, for headerless arrays)}."""
     eval: list[str] = Field(default_factory=list)
     """Held-out token arrays or text files: loss and perplexity on their windows."""
     seq_len: int = Field(default=8192, ge=2)
