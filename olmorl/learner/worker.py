@@ -1,6 +1,6 @@
 """One learner rank: a sharded policy, AdamW, and the verbs the trainers call.
 
-A plain class (Ray runs it as an actor via `ray.remote(LearnerWorker)`; tests may run it under
+A plain class (Ray runs it as an actor via `remote_learner()`; tests may run it under
 torch.multiprocessing). All ranks must call each collective verb together: `train_step`,
 `push_weights` and `save_checkpoint` all-gather parameters.
 """
@@ -382,3 +382,10 @@ class LearnerWorker:
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def remote_learner():
+    """LearnerWorker as a Ray actor class: `stacks` on a thread of its own (the DIAGNOSTICS
+    group), every other verb on the default group's single thread, where `setup` chose the rank's
+    CUDA device (torch keeps the current device per thread)."""
+    return ray.remote(concurrency_groups={DIAGNOSTICS: 1})(LearnerWorker)

@@ -18,7 +18,7 @@ from olmorl.actor_logs import actor_options
 from olmorl.algo import PackedRow
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig
 from olmorl.learner.batch import shard_rows
-from olmorl.learner.worker import DIAGNOSTICS, LearnerWorker
+from olmorl.learner.worker import remote_learner
 from olmorl.placement import trainer_needs
 from olmorl.ray_init import Reservation, cluster_uses_gpus, reserve, wait_started
 from olmorl.train.checkpoints import TRAIN_STATE_DIR
@@ -47,11 +47,9 @@ class LearnerGroup:
             )
         gpus = placement.needs.group("learner").gpus
         world = learner.num_workers
-        # `stacks` has a thread of its own, to answer while a verb may be stuck; every other verb
-        # runs on the one thread of the default group, where `setup` chose the rank's CUDA
-        # device (torch keeps the current device per thread).
+        # `stacks` answers on a thread of its own while a verb may be stuck.
         self.actors = [
-            ray.remote(concurrency_groups={DIAGNOSTICS: 1})(LearnerWorker)
+            remote_learner()
             .options(
                 **placement.actor_options("learner", rank),
                 **actor_options(f"learner-{rank}", threads=len(learner.cpu_cores or ())),

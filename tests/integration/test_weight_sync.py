@@ -7,7 +7,7 @@ import ray
 import torch
 
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, RolloutConfig
-from olmorl.learner.worker import LearnerWorker
+from olmorl.learner.worker import remote_learner
 from olmorl.models.tiny import write_tiny_model
 from olmorl.rl.batch import build_step_batch
 from olmorl.rl.types import Completion, PromptGroup, ScoredGroup
@@ -40,7 +40,7 @@ class Stack:
         ]
         self.algo = AlgorithmConfig(group_size=2, prompts_per_step=2)
         self.learners = [
-            ray.remote(LearnerWorker)
+            remote_learner()
             .options(num_cpus=1)
             .remote(
                 rank,
@@ -180,7 +180,7 @@ def test_deepspeed_learners_push_the_weights_the_engines_serve(stack, tmp_path):
 
     # ZeRO-3 partitions every parameter: the push must gather each whole, under its HF name.
     learners = [
-        ray.remote(LearnerWorker)
+        remote_learner()
         .options(num_cpus=1)
         .remote(
             rank,
