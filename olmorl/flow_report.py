@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from olmorl.io import atomic_write_text
+from olmorl.metrics_log import METRICS_NAME, read_records
 
 OWN_METRIC = {
     "pretrain": ("eval/loss", "held-out loss"),
@@ -20,14 +21,12 @@ OWN_METRIC = {
     "dpo": ("eval/rewards/accuracy", "held-out preference accuracy"),
     "rl": ("eval/reward", "held-out reward"),
 }
-PLOTS = {"pretrain": "pretrain.png", "sft": "sft.png", "dpo": "dpo.png", "rl": "reward.png"}
 
 
 def own_metric(kind: str, run_dir: Path) -> tuple[str, float | None, float | None]:
     """The stage's own held-out metric: its name, first and last logged values."""
     key, name = OWN_METRIC[kind]
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    values = [r[key] for r in map(json.loads, lines) if key in r]
+    values = [r[key] for r in read_records(run_dir / METRICS_NAME) if key in r]
     return name, (values[0] if values else None), (values[-1] if values else None)
 
 
@@ -111,9 +110,8 @@ def write_report(
             chat = held_out_accuracy(checkpoint, eval_rows, True, max_new_tokens)
             lines.append(f"| {name} | {plain:.2f} | {chat:.2f} |")
     lines += ["", "## Curves", ""]
-    for name, kind, run_dir, _ in stages:
-        plot = run_dir / PLOTS[kind]
-        if plot.is_file():
+    for name, _, run_dir, _ in stages:
+        for plot in sorted(run_dir.glob("*.png")):  # the curves each trainer plots
             lines += [f"### {name}", "", f"![{name}]({plot.relative_to(flow_dir)})", ""]
     return atomic_write_text(flow_dir / "report.md", "\n".join(lines) + "\n")
 

@@ -43,6 +43,11 @@ class MetricsLog:
             self._wandb.finish()
 
 
+def read_records(log: Path) -> list[dict]:
+    """The JSON objects of a JSONL log, one per non-blank line, in order."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
 def drop_steps_after(log: Path, step: int) -> None:
     """Removes the lines of steps after `step` from a JSONL log: a resumed run trains them again,
     and the abandoned attempt's lines would show them twice."""
@@ -64,7 +69,7 @@ def plot_metrics(metrics_path: Path, out_path: Path, panels: Sequence[tuple[str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    records = read_records(metrics_path)
     fig, _ = plt.subplots(len(panels), 1, figsize=(7, 3 * len(panels)), sharex=True, squeeze=False)
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     for index, (ax, (key, label)) in enumerate(zip(fig.axes, panels, strict=True)):

@@ -78,6 +78,7 @@ class PretrainTrainer:
             for path in data.eval
         }
         self.peak_flops = cfg.train.peak_flops_per_device
+        self._last_step: tuple[int, tuple] | None = None
         self.data_report = {
             "train": {
                 s.path: {
@@ -129,21 +130,27 @@ class PretrainTrainer:
     def _phase(self, step: int) -> LengthPhase:
         return [phase for phase in self.phases if phase.first_step <= step][-1]
 
-    def _step_windows(self, step: int) -> tuple[LengthPhase, list[WindowRef]]:
-        """The phase of step `step` and the windows it reads: the next ones of its phase's stream."""
+    def _step_windows(self, step: int) -> tuple[LengthPhase, list[WindowRef], list[np.ndarray]]:
+        """The phase of step `step`, the windows it reads (the next ones of its phase's stream)
+        and their tokens. The last step's are kept: the data log reads them again."""
+        if self._last_step is not None and self._last_step[0] == step:
+            return self._last_step[1]
         phase = self._phase(step)
         per_step = self.cfg.windows_per_step(step)
-        return phase, phase.stream.windows((step - phase.first_step) * per_step, per_step)
-
-    def _read(self, ref: WindowRef, seq_len: int) -> np.ndarray:
-        start = ref.window * seq_len
-        return np.asarray(self.sources[ref.source][start : start + seq_len])
+        refs = phase.stream.windows((step - phase.first_step) * per_step, per_step)
+        seq_len = phase.seq_len
+        windows = [
+            np.asarray(self.sources[r.source][r.window * seq_len : (r.window + 1) * seq_len])
+            for r in refs
+        ]
+        self._last_step = (step, (phase, refs, windows))
+        return phase, refs, windows
 
     def step_data(self, step: int) -> dict:
-        phase, refs = self._step_windows(step)
+        phase, refs, windows = self._step_windows(step)
         digest = hashlib.sha1()
-        for ref in refs:
-            digest.update(self._read(ref, phase.seq_len).astype(np.int64).tobytes())
+        for window in windows:
+            digest.update(window.astype(np.int64).tobytes())
         return {
             "seq_len": phase.seq_len,
             "windows": [[r.source, r.window] for r in refs],
@@ -163,8 +170,7 @@ class PretrainTrainer:
     def train_step(self, learners, step: int) -> dict[str, float]:
         start = time.perf_counter()
         cfg = self.cfg
-        phase, refs = self._step_windows(step)
-        windows = [self._read(ref, phase.seq_len) for ref in refs]
+        phase, _, windows = self._step_windows(step)
         rows = window_rows(
             windows, cfg.learner.micro_batch_tokens, self.eos_id, cfg.data.document_mask
         )
