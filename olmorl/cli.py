@@ -46,8 +46,11 @@ def _options_epilog(config_class) -> str:
     )
 
 
-def _load_rl_config(config: Path, overrides: list[str] | None) -> RLConfig:
-    return _load(RLConfig, config, overrides)
+def _load_bench_config(config: Path, overrides: list[str] | None) -> RLConfig:
+    """A bench's recipe, with its preset model written first when the recipe names one."""
+    cfg = _load(RLConfig, config, overrides)
+    _write_missing_tiny_model(cfg)
+    return cfg
 
 
 def _load(config_class, config: Path, overrides: list[str] | None):
@@ -289,8 +292,8 @@ def eval_checkpoint(
     recipe = recipe or checkpoint.resolve().parent.parent / "config.yaml"
     if not recipe.is_file():
         raise _fail(f"no recipe: {recipe} does not exist; name one with --recipe")
-    cfg = _load_rl_config(
-        recipe, [f"model.path={checkpoint}", f"eval.data=[{data}]", *(overrides or [])]
+    cfg = _load(
+        RLConfig, recipe, [f"model.path={checkpoint}", f"eval.data=[{data}]", *(overrides or [])]
     )
     from olmorl.data.loading import DataError
     from olmorl.ray_init import ClusterTooSmall
@@ -392,7 +395,7 @@ def bench_rollout(
     ] = 256,
 ) -> None:
     """Rollout tokens/s of the RL loop's actors against vLLM alone on the same work."""
-    cfg = _load_rl_config(config, overrides)
+    cfg = _load_bench_config(config, overrides)
     from olmorl.bench.rollout import bench_rollout as run_bench
     from olmorl.bench.table import format_table
 
@@ -418,7 +421,7 @@ def bench_rl(
     async_steps: Annotated[int, typer.Option(help="algo.async_steps of the async modes.")] = 1,
 ) -> None:
     """End-to-end training tokens/s per scheduling mode, as a ratio to the first mode."""
-    cfg = _load_rl_config(config, overrides)
+    cfg = _load_bench_config(config, overrides)
     from olmorl.bench.rl import bench_rl as run_bench
     from olmorl.bench.rl import format_modes
 
@@ -438,7 +441,7 @@ def bench_learner(
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per side (after a warm-up).")] = 5,
 ) -> None:
     """The learners' RL train step against a plain single-process loop on the same rows."""
-    cfg = _load_rl_config(config, overrides)
+    cfg = _load_bench_config(config, overrides)
     from olmorl.bench.learner import bench_learner as run_bench
     from olmorl.bench.table import format_table
 
@@ -452,7 +455,7 @@ def bench_weight_sync(
     pushes: Annotated[int, typer.Option(min=1, help="Timed pushes (after one warm-up).")] = 5,
 ) -> None:
     """Bytes/s of a learner-to-engines weight push against a plain copy of the same bytes."""
-    cfg = _load_rl_config(config, overrides)
+    cfg = _load_bench_config(config, overrides)
     from olmorl.bench.table import format_table
     from olmorl.bench.weight_sync import bench_weight_sync as run_bench
 

@@ -30,17 +30,22 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return model.model.layers
 
 
+def checkpoint_layers(model: torch.nn.Module, enabled: bool) -> torch.nn.ModuleList:
+    """The decoder layers, each wrapped to recompute its activations in backward if `enabled`."""
+    layers = decoder_layers(model)
+    if enabled:
+        for index, layer in enumerate(layers):
+            layers[index] = checkpoint_wrapper(layer)
+    return layers
+
+
 def parallelize_fsdp2(
     model: torch.nn.Module, strategy: "FSDP2Strategy", mesh: DeviceMesh, param_dtype: torch.dtype
 ) -> torch.nn.Module:
     # Parameters and gradient reductions stay float32 when the model is; bf16 compute keeps
     # float32 reductions so summed gradients do not lose precision across ranks.
     mixed = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-    layers = decoder_layers(model)
-    for index, layer in enumerate(layers):
-        if strategy.activation_checkpointing:
-            layer = checkpoint_wrapper(layer)
-            layers[index] = layer
+    for layer in checkpoint_layers(model, strategy.activation_checkpointing):
         fully_shard(
             layer, mesh=mesh, reshard_after_forward=strategy.reshard_after_forward, mp_policy=mixed
         )
