@@ -30,33 +30,47 @@ def batch(step: int, vocab: int) -> torch.Tensor:
     return torch.randint(0, vocab, (1, 33), generator=torch.Generator().manual_seed(step))
 
 
-def policy_step(policy, step: int) -> float:
-    ids = batch(step, policy.hf_config.vocab_size)
+def head_loss(model, ids: torch.Tensor) -> torch.Tensor:
+    """Mean NLL from the learner's chunked head (`use_chunked_head`)."""
     positions = torch.arange(ids.shape[1])[None]
-    scores = policy.model(input_ids=ids, position_ids=positions, use_cache=False)
-    loss = masked_nll_loss(scores.logprobs, positions > 0, ids.shape[1])[0]
+    scores = model(input_ids=ids, position_ids=positions, use_cache=False)
+    return masked_nll_loss(scores.logprobs, positions > 0, ids.shape[1])[0]
+
+
+def logits_loss(model, ids: torch.Tensor) -> torch.Tensor:
+    """Mean NLL from transformers' own logits."""
+    logits = model(input_ids=ids, use_cache=False).logits.float()
+    return (
+        torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum")
+        / (ids.shape[1])
+    )
+
+
+def policy_step(policy, step: int) -> float:
+    loss = head_loss(policy.model, batch(step, policy.hf_config.vocab_size))
     policy.backward(loss)
     policy.step(LEARNER.lr)
-    return float(loss)
+    return float(loss.detach())
 
 
-def plain_loop(model_dir: str) -> tuple[list[float], dict[str, torch.Tensor]]:
-    """The same steps with transformers' own forward and torch's AdamW, nothing of olmorl's."""
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=LEARNER.lr, weight_decay=LEARNER.weight_decay, betas=(0.9, 0.999)
-    )
+def adamw_loop(model, loss_of) -> list[float]:
+    """STEPS of `loss_of`, clipping and torch's AdamW, outside any olmorl policy."""
+    optimizer = adamw(model.parameters(), LEARNER)
     losses = []
     for step in range(STEPS):
-        ids = batch(step, model.config.vocab_size)
-        logits = model(input_ids=ids, use_cache=False).logits.float()
-        nll = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum")
-        loss = nll / ids.shape[1]
+        loss = loss_of(model, batch(step, model.config.vocab_size))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), LEARNER.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+    return losses
+
+
+def plain_loop(model_dir: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """The same steps with transformers' own forward and loss."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    losses = adamw_loop(model, logits_loss)
     return losses, {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
@@ -68,18 +82,7 @@ def sharded_loop(model_dir: str) -> tuple[list[float], dict[str, torch.Tensor]]:
     model.config.use_cache = False
     use_chunked_head(model, LEARNER.logprob_chunk_tokens)
     model = parallelize_fsdp2(model, FSDP2Strategy(), init_device_mesh("cpu", (1,)), torch.float32)
-    optimizer = adamw(model.parameters(), LEARNER)
-    losses = []
-    for step in range(STEPS):
-        ids = batch(step, model.config.vocab_size)
-        positions = torch.arange(ids.shape[1])[None]
-        scores = model(input_ids=ids, position_ids=positions, use_cache=False)
-        loss = masked_nll_loss(scores.logprobs, positions > 0, ids.shape[1])[0]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), LEARNER.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+    losses = adamw_loop(model, head_loss)
     return losses, {name: p.detach().full_tensor() for name, p in model.named_parameters()}
 
 
