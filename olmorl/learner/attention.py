@@ -34,3 +34,18 @@ def resolve_attn_implementation(requested: str | None, device: str, dtype: str) 
                 "(pip install flash-attn); or use flex_attention, or leave it null to pick"
             )
     return requested
+
+
+def common_attn_implementation(per_rank: list[str]) -> str:
+    """The kernel every learner rank resolved, or a ValueError naming which rank took which.
+
+    Ranks resolve on their own node (flash-attn may be installed on some nodes only); ranks that
+    differ would compute the same step with different kernels and numerics, silently.
+    """
+    if len(set(per_rank)) == 1:
+        return per_rank[0]
+    ranks = ", ".join(f"rank {rank}: {kernel}" for rank, kernel in enumerate(per_rank))
+    raise ValueError(
+        f"the learner ranks resolved different attention kernels ({ranks}); install the same "
+        "packages on every node, or set model.attn_implementation"
+    )

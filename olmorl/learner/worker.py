@@ -29,7 +29,7 @@ from olmorl.algo.schedule import scheduled_lr
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, PreferenceLossConfig
 from olmorl.cpu import pin_to_cores
 from olmorl.faults import inject
-from olmorl.learner.attention import resolve_attn_implementation
+from olmorl.learner.attention import common_attn_implementation, resolve_attn_implementation
 from olmorl.learner.backend import DTYPES, build_learner_model, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
@@ -122,9 +122,14 @@ class LearnerWorker:
             else timedelta(seconds=collective_timeout_s(timeout_s)),
         )
         torch.manual_seed(seed)
-        self.attn_implementation = resolve_attn_implementation(
-            self.model_cfg.attn_implementation, device, self.model_cfg.dtype
+        per_rank: list[str] = [""] * self.world_size
+        dist.all_gather_object(
+            per_rank,
+            resolve_attn_implementation(
+                self.model_cfg.attn_implementation, device, self.model_cfg.dtype
+            ),
         )
+        self.attn_implementation = common_attn_implementation(per_rank)
         # Master weights stay float32; the strategy casts to model.dtype for compute. Built on the
         # meta device and sharded (FSDP2) or partitioned as it is built (ZeRO-3), then filled
         # from the checkpoint by rank 0: no rank holds it whole.

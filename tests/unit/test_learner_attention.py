@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from olmorl.algo import build_trajectory_tokens, pack_trajectories
 from olmorl.config import LearnerConfig, ModelConfig
 from olmorl.learner import attention
-from olmorl.learner.attention import resolve_attn_implementation
+from olmorl.learner.attention import common_attn_implementation, resolve_attn_implementation
 from olmorl.learner.worker import LearnerWorker
 
 
@@ -39,6 +39,13 @@ def test_flash_attention_it_cannot_run_is_refused_before_loading(monkeypatch):
         resolve_attn_implementation("flash_attention_2", "cpu", "bfloat16")
     with pytest.raises(ImportError, match="pip install flash-attn"):
         resolve_attn_implementation("flash_attention_2", "cuda", "bfloat16")
+
+
+def test_ranks_that_resolve_different_kernels_stop_the_run():
+    """flash-attn installed on one node only: the default picks per node, the ranks must agree."""
+    assert common_attn_implementation(["flex_attention"] * 3) == "flex_attention"
+    with pytest.raises(ValueError, match="rank 0: flash_attention_2, rank 1: flex_attention"):
+        common_attn_implementation(["flash_attention_2", "flex_attention"])
 
 
 def test_config_checks_the_name_and_the_dtype():
