@@ -120,38 +120,3 @@ def test_a_killed_run_resumes_at_the_exact_token(pretrain_run, tmp_path):
     worst = max(abs(continued[s]["loss"] - original[s]["loss"]) for s in range(5, STEPS + 1))
     print(f"\nlargest train-loss difference after the resume: {worst:.2e}")
     assert worst < 1e-4
-
-
-def test_the_long_context_stage_extends_with_yarn_and_steps_the_length_up(
-    ray_cluster, pretrain_run, tmp_path
-):
-    """recipes/tiny/long_context.yaml, shortened, from the pretraining run's checkpoint: the
-    output has YaRN on its full-attention layers only, and the windows grow on schedule."""
-    cfg = load_config(
-        PretrainConfig,
-        REPO / "recipes/tiny/long_context.yaml",
-        [
-            f"model.path={pretrain_run.checkpoints[-1]}",
-            f"data.sources=[{{path: {REPO / 'recipes/tiny/data/arithmetic_text.jsonl'}}}]",
-            f"data.eval=[{REPO / 'recipes/tiny/data/arithmetic_text_eval.jsonl'}]",
-            "data.seq_len_schedule={3: 1024, 5: 2048}",
-            f"run.output_dir={tmp_path}",
-            "run.name=run",
-            "run.steps=5",
-            "train.eval_every=0",
-        ],
-    )
-    result = run_pretrain(cfg, tmp_path / "run")
-    lengths = [r["seq_len"] for r in log(result.run_dir, "data_log.jsonl").values()]
-    assert lengths == [512, 512, 1024, 1024, 2048]
-    config = json.loads((result.checkpoints[-1] / "config.json").read_text())
-    assert config["max_position_embeddings"] == 2048
-    assert config["rope_parameters"]["full_attention"]["rope_type"] == "yarn"
-    assert config["rope_parameters"]["sliding_attention"]["rope_type"] == "default"
-    evals = {
-        s: r["eval/loss"]
-        for s, r in log(result.run_dir, "metrics.jsonl").items()
-        if "eval/loss" in r
-    }
-    print(f"\nheld-out loss on 2,048-token windows: {evals[0]:.3f} -> {evals[5]:.3f}")
-    assert evals[5] < evals[0]
