@@ -46,7 +46,20 @@ COPY_PHRASINGS = (
     "Question: what is {}?",
     "Please write {} and nothing else.",
     "Find the value of {}.",
+    "Print {}.",
+    "The word is {}.",
+    "Echo {} back.",
+    "Give me {}.",
+    "Respond with {}.",
+    "{}",
+    "Write {} please.",
+    "Return {}.",
+    "Can you write {}?",
+    "Spell {}.",
 )
+"""Sixteen, so that copying is learnt across contexts: with the first six only, RL runs answered
+the train phrasings right for every word yet wrote another word for some words in held-out ones
+("Write the word t9." gave t9 16 times in 16, "Output t9 now." t0 15 times)."""
 
 HELD_OUT_PHRASINGS = (
     "Say the word {}.",
@@ -69,8 +82,19 @@ def _copy_requests(n: int, num_targets: int, seed: int, split: str) -> list[tupl
     held_out = [(p, w) for p, w in combos if (p * 31 + w * 17) % 4 == 0]
     pool = held_out if split == "eval" else [c for c in combos if c not in held_out]
     rng = random.Random(seed)
-    picks = [rng.choice(pool) for _ in range(n)]
+    phrasings_of = {w: [p for p, pool_word in pool if pool_word == w] for w in range(num_targets)}
+    picks = [(rng.choice(phrasings_of[w]), w) for w in _dealt(rng, range(num_targets), n)]
     return [(COPY_PHRASINGS[p].format(f"t{w}"), f"t{w}") for p, w in picks]
+
+
+def _dealt(rng: random.Random, items: Iterable, n: int) -> list:
+    """n draws that use every item equally often (give or take one), in shuffled rounds. Drawn
+    independently, one word of 32 came 15 times in 1,024 rows and another 49."""
+    items = list(items)
+    drawn: list = []
+    while len(drawn) < n:
+        drawn += rng.sample(items, len(items))
+    return drawn[:n]
 
 
 def chat_copy_rows(
@@ -104,8 +128,10 @@ def target_token_rows(
         _copy_requests(0, num_targets, seed, split)  # validates num_targets
         rng = random.Random(seed)
         requests = [
-            (rng.choice(HELD_OUT_PHRASINGS).format(word), word)
-            for word in (rng.choice(words) for _ in range(n))
+            (phrasing.format(word), word)
+            for phrasing, word in zip(
+                _dealt(rng, HELD_OUT_PHRASINGS, n), _dealt(rng, words, n), strict=True
+            )
         ]
     else:
         requests = _copy_requests(n, num_targets, seed, split)

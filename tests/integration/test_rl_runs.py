@@ -52,7 +52,7 @@ def records(result) -> list[dict]:
 @pytest.fixture(scope="module")
 def target_token_flow(ray_cluster, tiny_model_dir, tmp_path_factory):
     """The README's main command, `olmorl flow recipes/tiny/flow_target_token.yaml`: a short SFT
-    from the random tiny model, then 150 RL steps; the stages' results."""
+    from the random tiny model, then 120 RL steps; the stages' results."""
     flow = load_config(FlowConfig, REPO / "recipes/tiny/flow_target_token.yaml")
     sft = flow.stages[0].model_copy(update={"overrides": [f"model.path={tiny_model_dir}"]})
     flow = flow.model_copy(update={"stages": [sft, *flow.stages[1:]]})
@@ -109,28 +109,24 @@ def test_the_policy_writes_the_word_its_held_out_prompt_names(target_token_flow)
         f"word: after SFT {sft_own:.2f} / {sft_other:.2f}, after RL {rl_own:.2f} / {rl_other:.2f}"
     )
     # Writing any word but the prompted one scores 0, so only reading the prompt pays. A policy
-    # that ignores the prompt names the right word 1 time in 32. The issue's bar is 0.8 / 0.1.
-    # Last stop's runs met it (0.93 / 0.05 after RL); this stop's three runs did not (held-out
-    # reward 0.80-0.83; 0.83 / 0.15 at 150 steps, 0.83 / 0.12 at 200): three target words died
-    # out (t12, t4, t23 near 0, every other word 0.88-1.0), their all-zero groups carrying no
-    # gradient. The bar here is lowered until words are kept alive (issue 15 stays open). The
-    # last two assertions say RL, not the warm start, got there.
-    assert rl_own >= 0.75
-    assert rl_other <= 0.2
+    # that ignores the prompt names the right word 1 time in 32. The last two assertions say RL,
+    # not the warm start, got there (after SFT: about 0.42 / 0.46).
+    assert rl_own >= 0.8
+    assert rl_other <= 0.1
     assert rl_own >= sft_own + 0.3
     assert rl_other <= sft_other - 0.2
 
 
 def test_held_out_reward_is_logged_and_rises(target_token_run):
     evals = {r["step"]: r for r in records(target_token_run) if "eval/reward" in r}
-    assert sorted(evals) == list(range(0, 151, 25))  # step 0, every 25 steps, the end
-    first, last = evals[0]["eval/reward"], evals[150]["eval/reward"]
+    assert sorted(evals) == list(range(0, 121, 30))  # step 0, every 30 steps, the end
+    first, last = evals[0]["eval/reward"], evals[120]["eval/reward"]
     print(
-        f"\nheld-out reward (phrasings never trained on): step 0 {first:.2f}, step 150 {last:.2f}"
+        f"\nheld-out reward (phrasings never trained on): step 0 {first:.2f}, step 120 {last:.2f}"
     )
-    # Runs: 0.35 at step 0 (after SFT); 0.93 at step 150 last stop, 0.80-0.83 this stop.
+    # A run: 0.41 at step 0 (after SFT), 0.90 at step 120.
     assert last >= 0.7 and last >= first + 0.3
-    assert evals[150]["eval/prompts"] == 64 and "eval/pass@1" in evals[150]
+    assert evals[120]["eval/prompts"] == 64 and "eval/pass@1" in evals[120]
 
 
 def test_olmorl_eval_of_the_last_checkpoint_agrees_with_the_runs_last_evaluation(
@@ -145,7 +141,7 @@ def test_olmorl_eval_of_the_last_checkpoint_agrees_with_the_runs_last_evaluation
     )
     with contextlib.chdir(REPO):
         offline = evaluate_checkpoint(cfg)
-    in_run = next(r for r in records(target_token_run) if r["step"] == 150)
+    in_run = next(r for r in records(target_token_run) if r["step"] == 120)
     # 512 samples at temperature 1 on each side, unseeded on CPU: the means differ by sampling
     # noise alone (standard deviation of the difference at most 0.03).
     assert abs(offline["eval/reward"] - in_run["eval/reward"]) <= 0.12
@@ -182,9 +178,9 @@ def test_run_outputs(target_token_run):
     ):
         assert key in record, key
     assert [p.name for p in target_token_run.checkpoints] == [
-        "step_000050",
-        "step_000100",
-        "step_000150",
+        "step_000040",
+        "step_000080",
+        "step_000120",
     ]
     assert not list(run_dir.glob("checkpoints/.tmp-*"))
 
