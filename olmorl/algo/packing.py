@@ -46,7 +46,11 @@ class PackedRow:
         return int(self.loss_mask.sum())
 
     def model_inputs(self, varlen: bool = False) -> dict[str, Tensor | int | bool]:
-        """Keyword arguments for a Hugging Face causal LM forward over this row as a [1, T] batch.
+        """Keyword arguments for a Hugging Face causal LM forward over this row as a [1, T] batch,
+        or as a [D, L] batch when its D documents all have L tokens (pretraining windows, a group's
+        equal-length responses): plain causal attention then keeps them apart, where the packed
+        row costs sdpa a dense [T, T] mask. Per-token outputs `.reshape(1, -1)` are in row order
+        either way (each document's first position then scores 0, as the row's first does).
 
         transformers ≥ 5 turns position ids that restart at 0 into a block-diagonal causal mask
         (`find_packed_sequence_indices`; sdpa and eager: dense, flex_attention: a BlockMask), for
@@ -59,9 +63,11 @@ class PackedRow:
         in every layer, with device syncs; `varlen` passes their boundaries instead, as the
         flash-attn varlen arguments transformers takes (`cu_seq_lens_q`, `max_length_q`, ...).
         """
+        equal = not varlen and len(self.seq_lens) > 1 and len(set(self.seq_lens)) == 1
+        shape = (len(self.seq_lens), self.seq_lens[0]) if equal else (1, len(self))
         inputs: dict[str, Tensor | int | bool] = {
-            "input_ids": self.input_ids.unsqueeze(0),  # [1, T]
-            "position_ids": self.position_ids.unsqueeze(0),  # [1, T]
+            "input_ids": self.input_ids.view(shape),  # [1, T] or [D, L]
+            "position_ids": self.position_ids.view(shape),
             "use_cache": False,
         }
         if varlen:

@@ -94,10 +94,10 @@ def _time_plain_loop(cfg: RLConfig, mini_batches, steps: int) -> float:
             for mb in mini_batches:
                 for row in mb.rows:
                     inputs = row.model_inputs()
-                    logits = model(**inputs).logits  # [1, T, V]
+                    logits = model(**inputs).logits  # [1, T, V] or [D, L, V]
                     logprobs = token_logprobs(
                         logits, inputs["input_ids"], cfg.rollout.temperature
-                    )  # [1, T]
+                    ).reshape(1, -1)  # [1, T]
                     loss, _ = olmorl_policy_loss(
                         logprobs,
                         logprobs.detach(),

@@ -234,7 +234,8 @@ class LearnerWorker:
             k: v.to(self.device) if isinstance(v, Tensor) else v
             for k, v in row.model_inputs(varlen=varlen).items()
         }
-        return self.model(**inputs, temperature=temperature)
+        scores = self.model(**inputs, temperature=temperature)  # [1, T] or [D, L] each
+        return TokenScores(*(values.reshape(1, -1) for values in scores))
 
     def _backward(self, loss: Tensor) -> None:
         # The strategies average gradients over ranks; each loss is already a share of the

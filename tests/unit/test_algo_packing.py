@@ -19,6 +19,8 @@ TEMPERATURE = 0.8
 # model's 64-token sliding window, so the sliding layers see windows cut by the document start
 # as well as by the window size.
 PACKED_LENGTHS = [(20, 130), (15, 100), (30, 90), (10, 60), (5, 20)]
+# Documents of one length share a row as a [D, L] batch instead (`PackedRow.model_inputs`).
+EQUAL_LENGTHS = [(20, 80)] * 4
 
 
 def make_trajectories(lengths: list[tuple[int, int]], seed: int = 0):
@@ -103,13 +105,19 @@ def policy_loss(logprobs, position_ids, tokens, total_loss_tokens):
     return loss
 
 
+@pytest.mark.parametrize("lengths", [PACKED_LENGTHS, EQUAL_LENGTHS], ids=["mixed", "equal"])
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager", "flex_attention"])
-def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, request):
+def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, lengths, request):
     if attn_implementation == "flex_attention":
         request.getfixturevalue("eager_flex_attention")
-    trajectories = make_trajectories(PACKED_LENGTHS)
+    trajectories = make_trajectories(lengths)
     rows = pack_trajectories(trajectories, max_tokens_per_row=300)
     assert len(rows) < len(trajectories) and max(len(r.seq_lens) for r in rows) >= 2
+    batch_shapes = [tuple(row.model_inputs()["input_ids"].shape) for row in rows]
+    if lengths is EQUAL_LENGTHS:
+        assert batch_shapes == [(2, 101), (2, 101)]
+    else:
+        assert all(shape == (1, len(row)) for shape, row in zip(batch_shapes, rows, strict=True))
 
     model = build_tiny_model("tiny", vocab_size=VOCAB_SIZE, seed=0)
     assert SLIDING_WINDOW < max(len(t) for t in trajectories)
@@ -129,7 +137,9 @@ def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, re
     model.set_attn_implementation(attn_implementation)
     with torch.no_grad():
         row_logprobs = [
-            token_logprobs(model(**row.model_inputs()).logits, row.input_ids[None], TEMPERATURE)[0]
+            token_logprobs(
+                model(**(inputs := row.model_inputs())).logits, inputs["input_ids"], TEMPERATURE
+            ).reshape(-1)
             for row in rows
         ]
     doc_logprobs = score_documents()
@@ -170,8 +180,8 @@ def packing_gaps(attn_implementation, trajectories, rows, device, dtype) -> tupl
         logprobs, loss = [], 0.0
         for inputs, tokens, positions in items:
             inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-            logits = model(**inputs).logits.float()  # [1, T, V]
-            lp = token_logprobs(logits, inputs["input_ids"], TEMPERATURE)[0].cpu()  # [T]
+            logits = model(**inputs).logits.float()  # [1, T, V] or [D, L, V]
+            lp = token_logprobs(logits, inputs["input_ids"], TEMPERATURE).reshape(-1).cpu()
             loss = loss + policy_loss(lp, positions, tokens, total)
             logprobs.append(lp.detach())
         loss.backward()
