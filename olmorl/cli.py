@@ -598,7 +598,8 @@ def data_check(
     """Validate RL data sets (schema and verifier names) and count rows per verifier."""
     from collections import Counter
 
-    from olmorl.data.loading import DataError, load_rl_rows
+    from olmorl.data.loading import DataError
+    from olmorl.data.prompts import load_rl_rows
     from verifiers import available_verifiers
 
     try:

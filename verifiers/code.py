@@ -9,10 +9,14 @@ passed, or 0/1 with `all_or_nothing`.
 """
 
 import asyncio
+import base64
+import io
 import json
 import os
+import pickle
 import re
 import secrets
+import zlib
 from abc import abstractmethod
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -198,12 +202,26 @@ def last_python_block(response: str) -> str | None:
 
 
 def _load(label: Any) -> Any:
-    if isinstance(label, str):
-        try:
-            return json.loads(label)
-        except json.JSONDecodeError:
-            return None
-    return label
+    """The label's tests: as given, from a JSON string, or from the base64 of a zlib-compressed
+    pickle, as some of open-instruct's code rows carry them ("eJx...")."""
+    if not isinstance(label, str):
+        return label
+    try:
+        return json.loads(label)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return _PlainUnpickler(io.BytesIO(zlib.decompress(base64.b64decode(label)))).load()
+    except Exception:  # noqa: BLE001 -- a malformed blob is not a label of this shape
+        return None
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Lists, dicts, strings and numbers only. A pickle naming any class or function is refused,
+    since loading it would run code that came with the data set."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"a test label may not name {module}.{name}")
 
 
 def _is_python(text: str) -> bool:

@@ -13,22 +13,26 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from olmorl.data.loading import DataError, read_rows
-from olmorl.data.rl_rows import RowError
+from olmorl.data.rl_rows import RowError, UnknownVerifierError
 
 T = TypeVar("T")
 
 
 class BadRow(Exception):
-    """Raised by a row check; `reason` is the key the row is counted under when skipped."""
+    """Raised by a row check; `reason` is the key the row is counted under when skipped.
+    With `gather`, a stopping load reads on and reports every such row at the end, so a user
+    fixes them all at once (rows naming a verifier olmorl does not have)."""
 
-    def __init__(self, message: str, reason: str):
+    def __init__(self, message: str, reason: str, gather: bool = False):
         super().__init__(message)
         self.reason = reason
+        self.gather = gather
 
     @classmethod
     def from_row_error(cls, error: RowError) -> "BadRow":
         """Counted under the offending field with indices elided, e.g. `messages[].role`."""
-        return cls(str(error), re.sub(r"\[\d+\]", "[]", error.field))
+        reason = re.sub(r"\[\d+\]", "[]", error.field)
+        return cls(str(error), reason, gather=isinstance(error, UnknownVerifierError))
 
 
 def load_checked_rows(
@@ -47,6 +51,7 @@ def load_checked_rows(
         raise ValueError(f"on_bad_row must be 'stop' or 'skip', got {on_bad_row!r}")
     items: list[T] = []
     skipped: Counter[str] = Counter()
+    gathered: dict[str, list[int]] = {}  # message -> row numbers
     for number, row in _numbered_rows(Path(path), split):
         try:
             if isinstance(row, _NotJson):
@@ -55,10 +60,28 @@ def load_checked_rows(
                 raise BadRow(f"expected a JSON object, got {_kind(row)}", "bad_json")
             items.append(check(row))
         except BadRow as e:
-            if on_bad_row == "stop":
+            if on_bad_row == "skip":
+                skipped[e.reason] += 1
+            elif e.gather:
+                gathered.setdefault(str(e), []).append(number)
+            else:
                 raise DataError(f"{path} row {number}: {e}") from None
-            skipped[e.reason] += 1
+    if gathered:
+        raise DataError(
+            "\n".join(
+                f"{path} {_rows_named(numbers)}: {message}" for message, numbers in gathered.items()
+            )
+        )
     return items, skipped
+
+
+def _rows_named(numbers: list[int], shown: int = 5) -> str:
+    """'row 3', or 'rows 3, 7, 9 and 12 more (15 rows)'."""
+    if len(numbers) == 1:
+        return f"row {numbers[0]}"
+    listed = ", ".join(map(str, numbers[:shown]))
+    more = f" and {len(numbers) - shown} more" if len(numbers) > shown else ""
+    return f"rows {listed}{more} ({len(numbers)} rows)"
 
 
 class _NotJson:

@@ -5,13 +5,7 @@ Problems are reported with the file and the 1-based row, e.g. `train.jsonl row 1
 """
 
 import json
-from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import TypeVar
-
-from olmorl.data.rl_rows import RLRow, RowError, validate_rl_row
-
-RowT = TypeVar("RowT")
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -55,24 +49,3 @@ def _check_json_lines(path: Path, source: str) -> None:
                 raise DataError(
                     f"{source} row {number}: expected a JSON object, got {type(row).__name__}"
                 )
-
-
-def load_validated(
-    sources: Sequence[str], validate: Callable[[dict], RowT], split: str = "train"
-) -> list[RowT]:
-    """Reads every source and validates every row, stopping at the first bad one."""
-    rows: list[RowT] = []
-    for source in sources:
-        for index, row in enumerate(read_rows(source, split)):
-            try:
-                rows.append(validate(row))
-            except RowError as e:
-                raise DataError(f"{source} row {index + 1}: {e}") from None
-    return rows
-
-
-def load_rl_rows(
-    sources: Sequence[str], known_verifiers: Collection[str] | None = None, split: str = "train"
-) -> list[RLRow]:
-    """All RL rows of `sources`, validated against the Dolci schema and the known verifiers."""
-    return load_validated(sources, lambda row: validate_rl_row(row, known_verifiers), split)

@@ -1,10 +1,11 @@
 """Turning RL rows into prompt token ids: the chat template, or plain text for RL-Zero."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from olmorl.config import DataConfig
 from olmorl.data.checked_rows import BadRow, load_checked_rows
+from olmorl.data.dolci import dolci_rl_row
 from olmorl.data.loading import DataError
 from olmorl.data.rl_rows import RLRow, RowError, validate_rl_row
 
@@ -18,6 +19,30 @@ def render_prompt(row: RLRow, tokenizer, prompt_format: Literal["chat", "plain"]
         # RL-Zero prompts a base model with the bare text: no role markers, no special tokens.
         text = "\n\n".join(m["content"] for m in row.messages)
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def checked_rl_row(row: dict, known_verifiers: Collection[str] | None) -> RLRow:
+    """A row in olmorl's schema or as a Dolci set was published (`dolci_rl_row`), validated;
+    raises BadRow."""
+    try:
+        return validate_rl_row(dolci_rl_row(row, known_verifiers or ()), known_verifiers)
+    except RowError as e:
+        raise BadRow.from_row_error(e) from None
+
+
+def load_rl_rows(
+    sources: Sequence[str], known_verifiers: Collection[str] | None = None, split: str = "train"
+) -> list[RLRow]:
+    """Every row of `sources`, validated (`checked_rl_row`): the first bad row stops the load
+    with a DataError naming the file, row and field, after every row naming an unknown verifier
+    has been found."""
+    return [
+        row
+        for source in sources
+        for row in load_checked_rows(
+            source, lambda r: checked_rl_row(r, known_verifiers), "stop", split
+        )[0]
+    ]
 
 
 def load_prompts(
@@ -34,10 +59,7 @@ def load_prompts(
     report: dict[str, dict[str, int]] = {}
 
     def check(row: dict) -> tuple[RLRow, list[int]]:
-        try:
-            checked = validate_rl_row(row, known_verifiers)
-        except RowError as e:
-            raise BadRow.from_row_error(e) from None
+        checked = checked_rl_row(row, known_verifiers)
         ids = render_prompt(checked, tokenizer, data.prompt_format)
         if len(ids) > data.max_prompt_tokens:
             raise BadRow(

@@ -19,6 +19,10 @@ class RowError(ValueError):
         self.field = field
 
 
+class UnknownVerifierError(RowError):
+    """`dataset` names a verifier olmorl does not have: the loader gathers every such row."""
+
+
 @dataclass(frozen=True)
 class RLRow:
     messages: tuple[Mapping[str, str], ...]
@@ -68,7 +72,7 @@ def validate_rl_row(
     if known_verifiers is not None:
         unknown = [n for n in names if n not in known_verifiers]
         if unknown:
-            raise RowError(
+            raise UnknownVerifierError(
                 "dataset",
                 f"unknown verifier {unknown[0]!r}; known: {', '.join(sorted(known_verifiers))}",
             )

@@ -6,7 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from olmorl.data.loading import DataError, load_rl_rows
+from olmorl.data.loading import DataError
+from olmorl.data.prompts import load_rl_rows
 from olmorl.data.rl_rows import RowError, validate_rl_row
 from olmorl.data.synth import arithmetic_rows, build_synthetic_rows, target_token_rows, write_jsonl
 
@@ -86,7 +87,7 @@ def test_loader_errors_for_missing_and_unsupported_files(tmp_path):
     with pytest.raises(DataError, match="unsupported file type"):
         load_rl_rows([str(tmp_path / "rows.csv")])
     (tmp_path / "broken.jsonl").write_text('{"messages": [\n')
-    with pytest.raises(DataError, match="broken.jsonl row 1: not JSON"):
+    with pytest.raises(DataError, match="broken.jsonl row 1: not valid JSON"):
         load_rl_rows([str(tmp_path / "broken.jsonl")])
 
 
