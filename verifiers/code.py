@@ -11,7 +11,6 @@ passed, or 0/1 with `all_or_nothing`.
 import asyncio
 import base64
 import io
-import json
 import os
 import pickle
 import re
@@ -33,6 +32,7 @@ from verifiers.code_harness import (
     read_values,
 )
 from verifiers.code_plan import Plan, Unsupported, plan
+from verifiers.labels import decoded_label
 from verifiers.registry import register
 from verifiers.sandbox import SandboxLimits, SandboxResult, run_python
 from verifiers.sandbox_probe import host_isolation
@@ -204,14 +204,12 @@ def last_python_block(response: str) -> str | None:
 def _load(label: Any) -> Any:
     """The label's tests: as given, from a JSON string, or from the base64 of a zlib-compressed
     pickle, as some of open-instruct's code rows carry them ("eJx...")."""
-    if not isinstance(label, str):
-        return label
+    return decoded_label(label, _unpickled)
+
+
+def _unpickled(text: str) -> Any:
     try:
-        return json.loads(label)
-    except json.JSONDecodeError:
-        pass
-    try:
-        return _PlainUnpickler(io.BytesIO(zlib.decompress(base64.b64decode(label)))).load()
+        return _PlainUnpickler(io.BytesIO(zlib.decompress(base64.b64decode(text)))).load()
     except Exception:  # noqa: BLE001 -- a malformed blob is not a label of this shape
         return None
 

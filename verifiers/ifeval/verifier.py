@@ -11,13 +11,13 @@ is bad data to fix, not a response to score 0.
 
 import ast
 import inspect
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from verifiers.base import Verifier, VerifierResult
 from verifiers.ifeval.registry import check_parameters, get_check, known_instruction_ids
+from verifiers.labels import decoded_label
 from verifiers.options import did_you_mean
 from verifiers.registry import register
 from verifiers.thinking import final_answer
@@ -71,16 +71,14 @@ def run_check(constraint: Constraint, answer: str) -> bool:
 
 
 def _load(label: Any) -> Any:
-    if not isinstance(label, str):
-        return label
+    return decoded_label(label, _python_literal)
+
+
+def _python_literal(text: str) -> Any:
     try:
-        return json.loads(label)
-    except json.JSONDecodeError:
-        pass
-    try:
-        return ast.literal_eval(label)  # the repr of a Python dict: single quotes, None
+        return ast.literal_eval(text)  # the repr of a Python dict: single quotes, None
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
-        raise ValueError(f"an ifeval label is neither JSON nor a Python literal: {label!r}") from e
+        raise ValueError(f"an ifeval label is neither JSON nor a Python literal: {text!r}") from e
 
 
 def _constraints(group: Any, label: Any) -> list[Constraint]:
