@@ -121,6 +121,9 @@ class DataConfig(StrictConfig):
     """`chat` applies the tokenizer's chat template; `plain` joins message text (RL-Zero)."""
     shuffle: bool = True
     """Shuffle prompts each epoch (seeded by `run.seed`)."""
+    source_verifiers: dict[str, str] = Field(default_factory=dict)
+    """Verifier of a source's rows that name none (no `dataset`), by source: the Dolci RL-Zero
+    sets are published so, one verifier per set."""
 
 
 class OfflineDataConfig(StrictConfig):

@@ -5,7 +5,8 @@ The published sets differ from the schema open-instruct's trainer documents (and
 - the prompt may be a flat string in `prompt` ("user: What is 2 + 2?"), with no `messages`;
 - `dataset` and `ground_truth` are lists, mostly of one element, and `ground_truth` may be null
   (a judged row with no reference answer);
-- `dataset` holds open-instruct's verifier names, matched there case-insensitively.
+- `dataset` holds open-instruct's verifier names, matched there case-insensitively, or is absent
+  (RL-Zero: one verifier per set, `data.source_verifiers`).
 
 `dolci_rl_row` normalises a row; a row already in olmorl's schema comes back unchanged.
 open-instruct names with no olmorl verifier (`string_f1`, `puzzle`, `max_length`, ...) are kept,
@@ -39,10 +40,17 @@ label as the reference answer, so it gets none."""
 _ROLE_MARKER = re.compile(r"^(system|user|assistant):[ \t]?", re.IGNORECASE | re.MULTILINE)
 
 
-def dolci_rl_row(row: Mapping[str, Any], known_verifiers: Collection[str] = ()) -> dict[str, Any]:
+def dolci_rl_row(
+    row: Mapping[str, Any],
+    known_verifiers: Collection[str] = (),
+    source_verifier: str | None = None,
+) -> dict[str, Any]:
     """The row in olmorl's RL schema. Verifier names in `known_verifiers` are never renamed, so a
-    plug-in registered under one of open-instruct's names keeps its rows."""
+    plug-in registered under one of open-instruct's names keeps its rows. A row with no `dataset`
+    gets `source_verifier`: the RL-Zero sets name their verifier by the set, not per row."""
     out = dict(row)
+    if out.get("dataset") is None and source_verifier is not None:
+        out["dataset"] = source_verifier
     if out.get("messages") is None and isinstance(out.get("prompt"), str):
         out["messages"] = prompt_messages(out.pop("prompt"))
     names = _one_or_many(out.get("dataset"))

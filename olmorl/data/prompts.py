@@ -1,6 +1,7 @@
 """Turning RL rows into prompt token ids: the chat template, or plain text for RL-Zero."""
 
 from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Literal
 
 from olmorl.config import DataConfig
@@ -21,11 +22,14 @@ def render_prompt(row: RLRow, tokenizer, prompt_format: Literal["chat", "plain"]
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def checked_rl_row(row: dict, known_verifiers: Collection[str] | None) -> RLRow:
+def checked_rl_row(
+    row: dict, known_verifiers: Collection[str] | None, source_verifier: str | None = None
+) -> RLRow:
     """A row in olmorl's schema or as a Dolci set was published (`dolci_rl_row`), validated;
     raises BadRow."""
     try:
-        return validate_rl_row(dolci_rl_row(row, known_verifiers or ()), known_verifiers)
+        dolci = dolci_rl_row(row, known_verifiers or (), source_verifier)
+        return validate_rl_row(dolci, known_verifiers)
     except RowError as e:
         raise BadRow.from_row_error(e) from None
 
@@ -58,8 +62,8 @@ def load_prompts(
     prompts: list[list[int]] = []
     report: dict[str, dict[str, int]] = {}
 
-    def check(row: dict) -> tuple[RLRow, list[int]]:
-        checked = checked_rl_row(row, known_verifiers)
+    def check(row: dict, source: str) -> tuple[RLRow, list[int]]:
+        checked = checked_rl_row(row, known_verifiers, data.source_verifiers.get(source))
         ids = render_prompt(checked, tokenizer, data.prompt_format)
         if len(ids) > data.max_prompt_tokens:
             raise BadRow(
@@ -70,7 +74,9 @@ def load_prompts(
         return checked, ids
 
     for source in data.train:
-        kept, skipped = load_checked_rows(source, check, data.on_bad_row, data.split)
+        kept, skipped = load_checked_rows(
+            source, partial(check, source=source), data.on_bad_row, data.split
+        )
         rows += [row for row, _ in kept]
         prompts += [ids for _, ids in kept]
         report[source] = {"prompts": len(kept), **{f"skipped/{k}": v for k, v in skipped.items()}}

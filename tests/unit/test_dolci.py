@@ -193,3 +193,24 @@ def test_published_sft_and_dpo_rows_load():
         }
     )
     assert (pair.chosen, pair.rejected) == ("4", "5")
+
+
+def test_rows_of_a_set_that_names_no_verifier_get_the_sets(tmp_path):
+    """Dolci-RL-Zero-Code-7B's columns: id, solution, prompt, ground_truth; no dataset."""
+    from olmorl.config import DataConfig
+    from olmorl.data.prompts import load_prompts
+    from olmorl.models.tokenizer import build_tiny_tokenizer
+
+    path = tmp_path / "rl_zero_code.jsonl"
+    row = {
+        "id": "c1",
+        "solution": ADD,
+        "prompt": "Write add(a, b).",
+        "ground_truth": [ADD_TESTS[0]],
+    }
+    path.write_text(json.dumps(row) + "\n")
+    data = DataConfig(train=[str(path)], source_verifiers={str(path): "code"})
+    rows, _, _ = load_prompts(data, build_tiny_tokenizer(), available_verifiers())
+    assert (rows[0].dataset, rows[0].ground_truth) == ("code", ADD_TESTS[0])
+    with pytest.raises(DataError, match=r"row 1: field 'dataset': missing"):
+        load_prompts(DataConfig(train=[str(path)]), build_tiny_tokenizer(), available_verifiers())

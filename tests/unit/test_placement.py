@@ -41,7 +41,7 @@ def test_tiny_recipe_on_gpu_asks_one_gpu_per_rank_and_tp_per_engine():
     [
         ("olmo3/think_7b.yaml", 16 + 56),
         ("olmo3/instruct_7b.yaml", 8 + 56 + 4),  # + the judge's 4 (tensor parallel 4)
-        ("olmo3/rl_zero_7b.yaml", 8 + 64),
+        ("olmo3/rl_zero_math_7b.yaml", 8 + 64),
         ("olmo3/think_32b.yaml", 64 + 20 * 8),
     ],
 )
