@@ -31,6 +31,8 @@ from olmorl.learner.loading import materialize, parameters_on_meta
 from olmorl.learner.parallelize import parallelize_fsdp2
 from olmorl.learner.scoring import use_chunked_head
 from olmorl.models.tiny import TinyModelPreset, build_tiny_config, get_preset
+from olmorl.plan.memory import LearnerSetup, learner_bytes
+from olmorl.plan.shapes import ModelShape
 
 H100_BF16_DENSE_TFLOPS = 989.0
 OLMO3_SLIDING_WINDOW = 4096
@@ -45,45 +47,6 @@ class _Strategy:
     reshard_after_forward: bool = True
 
 
-def estimate_peak_bytes(config, tokens: int, chunk_tokens: int, attn: str) -> dict[str, int]:
-    """Bytes one training step of a `tokens`-long packed row needs on one GPU, by part.
-
-    N parameters: float32 masters 4N, float32 gradients 4N, AdamW's two float32 moments 8N.
-    Activations: what autograd keeps for backward, per decoder layer and token, with h the model
-    width, k the key/value width, i the MLP width, bf16 tensors 2 bytes an element. An Olmo 3
-    layer applies q_proj..v_proj to the residual stream (2h kept), norms q and k (QK-norm) and
-    both sublayer outputs (post-norm); HF's RMSNorm keeps its float32 input and float32 output
-    (8 bytes an element): 8h + 8k + 16h. The attention kernel keeps q, k, v and its output,
-    which o_proj reads in place: 2(2h + 2k). The MLP keeps its input (2h) and gate, up,
-    silu(gate) and their product (8i). In all 32h + 12k + 8i, checked against saved-tensor hooks
-    on CPU (sdpa). The LM head keeps the final norm's (8h) and its output (2h), log Z (4), and
-    holds three float32 [chunk, vocab] tensors at once. sdpa and eager build a dense boolean
-    [T, T] mask per layer type (full and sliding). Left out: FSDP2's gathered bf16 parameters,
-    the kernels' small statistics, optimizer temporaries, allocator fragmentation.
-    """
-    h = config.hidden_size
-    k = config.num_key_value_heads * (h // config.num_attention_heads)
-    i = config.intermediate_size
-    n = _num_params(config)
-    per_layer_token = 32 * h + 12 * k + 8 * i
-    layers = config.num_hidden_layers * tokens * per_layer_token
-    head = tokens * (10 * h + 4) + 3 * min(chunk_tokens, tokens) * config.vocab_size * 4
-    masks = 2 * tokens * tokens if attn in ("sdpa", "eager") else 0
-    return {
-        "params": 4 * n,
-        "grads": 4 * n,
-        "adamw": 8 * n,
-        "activations": layers + head + masks,
-    }
-
-
-def _num_params(config) -> int:
-    h, v, i = config.hidden_size, config.vocab_size, config.intermediate_size
-    k = config.num_key_value_heads * (h // config.num_attention_heads)
-    layer = 2 * h * h + 2 * h * k + 3 * h * i + 2 * h + k + h  # q, o, k, v, MLP, norms
-    return config.num_hidden_layers * layer + 2 * v * h + h  # embeddings, head, final norm
-
-
 def step_flops(config, doc_lengths: list[int]) -> dict[str, int]:
     """Model FLOPs of one forward and backward over a packed row of these documents.
 
@@ -94,7 +57,7 @@ def step_flops(config, doc_lengths: list[int]) -> dict[str, int]:
     layer's window (sliding layers) or n. Recomputation (the LM head's backward) is not counted.
     """
     tokens = sum(doc_lengths)
-    n_matmul = _num_params(config) - config.vocab_size * config.hidden_size
+    n_matmul = ModelShape.from_config(config).num_params - config.vocab_size * config.hidden_size
     d = config.num_attention_heads * (config.hidden_size // config.num_attention_heads)
     pairs = 0
     for layer_type in config.layer_types:
@@ -216,7 +179,12 @@ def check(name: str, config, args, device: str, attn: str) -> list[dict]:
     seconds = sorted(times)[len(times) // 2]  # the median step
 
     n = sum(p.numel() for p in model.parameters())
-    estimate = estimate_peak_bytes(config, len(row), args.chunk_tokens, attn)
+    # One rank holds everything (world size 1), bf16 compute over float32 masters: the planner's
+    # estimate (olmorl/plan/memory.py) for this row.
+    setup = LearnerSetup(
+        len(row), chunk_tokens=args.chunk_tokens, dense_masks=attn in ("sdpa", "eager")
+    )
+    estimate = learner_bytes(ModelShape.from_config(config), setup)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
     flops = step_flops(config, args.doc_lengths)
     total_flops = flops["matmul_flops"] + flops["attention_flops"]

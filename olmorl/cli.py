@@ -307,6 +307,35 @@ def eval_checkpoint(
         typer.echo(f"{key:<32} {value:.4f}")
 
 
+@app.command("plan")
+def plan(
+    config: Annotated[
+        Path, typer.Argument(help="RL recipe YAML, e.g. recipes/olmo3/think_7b.yaml.")
+    ],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+    cluster: Annotated[
+        str, typer.Option(help="NODESxGPUS[:GiB per GPU], e.g. 8x8:80 (memory default 80).")
+    ] = "1x8:80",
+) -> None:
+    """Whether an RL recipe fits a cluster, before anything starts: which actors go on which
+    node, what a learner rank and an engine GPU hold, and, if it does not fit, why and what would.
+    Exits 1 when it does not fit."""
+    from olmorl.plan.planner import ClusterShape, plan_rl
+
+    cfg = _load(RLConfig, config, overrides)
+    try:
+        result = plan_rl(cfg, ClusterShape.parse(cluster))
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    for line in result.report:
+        typer.echo(line)
+    if result.problems:
+        for problem in result.problems:
+            typer.echo(f"does not fit: {problem}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo("fits")
+
+
 @app.command("tiny-model")
 def tiny_model(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write the model and tokenizer to.")],

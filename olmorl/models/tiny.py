@@ -13,6 +13,7 @@ import torch
 from transformers import GenerationConfig, Olmo3Config, Olmo3ForCausalLM
 
 from olmorl.models.tokenizer import END_OF_TEXT_ID, IM_END_ID, PAD_ID, build_tiny_tokenizer
+from olmorl.plan.shapes import olmo3_layer_types
 
 ROPE_THETA = 5e5
 # Olmo 3 uses a 4,096-token window; a small one makes the sliding layers matter on short sequences.
@@ -73,13 +74,6 @@ def padded_vocab_size(num_tokens: int) -> int:
     return -(-num_tokens // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
-def _layer_types(num_layers: int) -> list[str]:
-    return [
-        "full_attention" if (i + 1) % 4 == 0 or i == num_layers - 1 else "sliding_attention"
-        for i in range(num_layers)
-    ]
-
-
 def build_tiny_config(
     preset: str | TinyModelPreset, vocab_size: int, sliding_window: int = SLIDING_WINDOW
 ) -> Olmo3Config:
@@ -99,7 +93,7 @@ def build_tiny_config(
         max_position_embeddings=shape.max_position_embeddings,
         rope_parameters={"sliding_attention": dict(rope), "full_attention": dict(rope)},
         sliding_window=sliding_window,
-        layer_types=_layer_types(shape.num_layers),
+        layer_types=list(olmo3_layer_types(shape.num_layers)),
         tie_word_embeddings=False,
         pad_token_id=PAD_ID,
         bos_token_id=END_OF_TEXT_ID,

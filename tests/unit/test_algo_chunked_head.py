@@ -1,12 +1,9 @@
 """The chunked LM head: the same log-probs, entropies and gradients as full logits, in memory that
 does not grow with the sequence length."""
 
-import weakref
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from live_bytes import PeakLiveBytes
 
 from olmorl.algo import chunked_token_scores, token_entropy, token_logprobs
 
@@ -81,31 +78,6 @@ def test_bad_arguments_are_refused():
         chunked_token_scores(hidden, weight, input_ids, 0.0, 2)
     with pytest.raises(ValueError, match="chunk_tokens"):
         chunked_token_scores(hidden, weight, input_ids, 1.0, 0)
-
-
-class PeakLiveBytes(TorchDispatchMode):
-    """The peak of the summed sizes of live tensor storages created while the mode is on.
-
-    Every op's outputs are seen below autograd, so activations saved for backward, gradients and
-    temporaries all count; a storage stops counting when it is freed (its weakref dies).
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                storage = tensor.untyped_storage()
-                key = storage.data_ptr()
-                if storage.nbytes() and key not in self.live:
-                    self.live[key] = storage.nbytes()
-                    weakref.finalize(storage, self.live.pop, key, None)
-        self.peak = max(self.peak, sum(self.live.values()))
-        return out
 
 
 VOCAB, WIDTH, CHUNK = 4096, 32, 128

@@ -1,0 +1,2 @@
+"""`olmorl plan`: whether a recipe fits a cluster, before any actor starts: where each actor goes
+and what each GPU must hold."""
