@@ -1,4 +1,5 @@
-"""`ray job submit` of the tiny RL, SFT and DPO recipes against a head started with `ray start --head`.
+"""`ray job submit` of the tiny RL, SFT and DPO recipes against a head started by
+`launch/ray_node.sh head` (`ray start --head` from the repository's environment).
 
 The head runs with `--block` in a child process, so stopping it stops exactly this head and
 not the Ray cluster the other integration tests share.
@@ -42,26 +43,29 @@ def test_ray_job_submit_runs_rl_sft_dpo_and_pretrain_recipes(tiny_model_dir, tmp
     # pytest tmp_path is too deep, so the head gets a short directory of its own.
     ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head_log = (tmp_path / "head.log").open("w")
+    # Started as a cluster's head is (launch/README.md), on free ports and loopback only.
+    head_env = {
+        **env,
+        "RAY_PORT": str(free_port()),
+        "RAY_DASHBOARD_PORT": str(dashboard),
+        "RAY_DASHBOARD_HOST": "127.0.0.1",
+    }
     head = subprocess.Popen(
         [
-            str(bin_dir / "ray"),
-            "start",
-            "--head",
+            str(REPO / "launch" / "ray_node.sh"),
+            "head",
             "--block",
-            f"--port={free_port()}",
             "--num-cpus=4",
             "--include-dashboard=true",
-            f"--dashboard-port={dashboard}",
             # The session's other Ray cluster (integration tests before this one) holds the
             # default agent ports; a head whose agent cannot bind accepts no jobs.
             f"--dashboard-agent-listen-port={free_port()}",
             f"--dashboard-agent-grpc-port={free_port()}",
             f"--runtime-env-agent-port={free_port()}",
             f"--metrics-export-port={free_port()}",
-            "--disable-usage-stats",
             f"--temp-dir={ray_dir}",
         ],
-        env=env,
+        env=head_env,
         stdout=head_log,
         stderr=subprocess.STDOUT,
     )
@@ -86,6 +90,16 @@ def test_ray_job_submit_runs_rl_sft_dpo_and_pretrain_recipes(tiny_model_dir, tmp
             assert steps == logged_steps, command
             assert (run / "checkpoints" / "step_000002" / "model.safetensors").is_file(), command
             assert (run / "config.yaml").is_file(), command
+        # Resuming a submitted run (launch/README.md): the same command with --resume and a
+        # longer run continues from its last checkpoint.
+        _submit(
+            address, env, out, "rl", "recipes/tiny/rl_math.yaml", f"model.path={tiny_model_dir}",
+            "run.steps=3", "--resume",
+        )  # fmt: skip
+        records = [
+            json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert [r["step"] for r in records] == [0, 1, 2, 3]
     finally:
         head.terminate()
         head.wait(timeout=90)
