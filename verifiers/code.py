@@ -126,15 +126,16 @@ class _CodeVerifier(Verifier):
 class CodeVerifier(_CodeVerifier):
     @staticmethod
     def parse_tests(label: Any) -> list[str] | None:
-        if isinstance(label, str) and _is_python(label):
-            # A one-test list reaches us unwrapped: a row naming one verifier has its one-element
-            # ground_truth list taken as the label itself (scoring.pair_labels).
-            return [label]
+        # Decoded first: a base64 blob of compressed tests can also parse as a Python expression.
         tests = _load(label)
         if isinstance(tests, (list, tuple)) and all(
             isinstance(t, str) and t.strip() for t in tests
         ):
             return tests
+        if isinstance(label, str) and _is_python(label):
+            # A one-test list reaches us unwrapped: a row naming one verifier has its one-element
+            # ground_truth list taken as the label itself (scoring.pair_labels).
+            return [label]
         return None
 
     @staticmethod

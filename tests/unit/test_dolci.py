@@ -16,7 +16,7 @@ from olmorl.data.preference_rows import validate_preference_row
 from olmorl.data.prompts import load_rl_rows
 from olmorl.data.sft_rows import validate_sft_row
 from verifiers import available_verifiers
-from verifiers.code import CodeVerifier
+from verifiers.code import CodeVerifier, _unpickled
 from verifiers.registry import build_verifier
 from verifiers.scoring import score_row
 
@@ -150,7 +150,10 @@ def test_compressed_tests_that_name_a_callable_are_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
     # Unpickling this would call os.system: a data set could carry it as a code label.
     evil = base64.b64encode(zlib.compress(pickle.dumps(_Shell(f"touch {marker}")))).decode()
-    assert CodeVerifier.parse_tests(evil) is None
+    assert _unpickled(evil) is None
+    # Not tests. Some such blobs also parse as one Python expression (letters joined by + and /,
+    # as one CI run drew): then the text is a one-test label, run in the sandbox, never unpickled.
+    assert CodeVerifier.parse_tests(evil) in (None, [evil])
     assert not marker.exists()
     assert CodeVerifier.parse_tests(compressed(ADD_TESTS)) == ADD_TESTS
 
