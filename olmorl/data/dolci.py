@@ -54,22 +54,27 @@ def dolci_rl_row(
     if out.get("messages") is None and isinstance(out.get("prompt"), str):
         out["messages"] = prompt_messages(out.pop("prompt"))
     names = _one_or_many(out.get("dataset"))
-    labels = _one_or_many(out.get("ground_truth"))
     if names is None:
         return out
+    labels = _one_or_many(out.get("ground_truth"))
     renamed = [_olmorl_name(name, known_verifiers) for name in _as_list(names)]
-    if labels is None and all(name == "judge" for name in renamed):
-        labels = ""  # judged on its own, without a reference answer
-    if labels is not None and isinstance(names, list) and isinstance(labels, list):
-        labels = [
-            "" if _name(name) in _IGNORES_LABEL or label is None else label
-            for name, label in zip(names, labels, strict=False)
-        ] + labels[len(names) :]
-    elif labels is not None and isinstance(names, str) and _name(names) in _IGNORES_LABEL:
+    if isinstance(names, list) and isinstance(labels, list):  # one label per verifier
+        labels = [_label(n, label) for n, label in zip(names, labels, strict=False)] + labels[
+            len(names) :
+        ]
+    elif isinstance(names, str):
+        labels = _label(names, labels) if renamed[0] == "judge" else labels
+    elif labels is None and all(name == "judge" for name in renamed):
         labels = ""
     out["dataset"] = renamed if isinstance(names, list) else renamed[0]
     out["ground_truth"] = labels
     return out
+
+
+def _label(name: Any, label: Any) -> Any:
+    """A judged row's label: none where open-instruct's judge ignores it or the row has none
+    (judged on its own, without a reference answer)."""
+    return "" if _name(name) in _IGNORES_LABEL or label is None else label
 
 
 def prompt_messages(prompt: str) -> list[dict[str, str]]:

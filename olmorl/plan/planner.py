@@ -168,22 +168,18 @@ def _smaller_split(
     for learners in range(1, cluster.nodes * cluster.gpus_per_node):
         if not _learner_fits(shape, replace(setup, world_size=learners), gpu_bytes):
             continue
-        engines = (cluster.nodes * cluster.gpus_per_node - learners - judge) // tp
-        if engines < 1:
+        most_engines = (cluster.nodes * cluster.gpus_per_node - learners - judge) // tp
+        if most_engines < 1:
             return None
-        smaller = cfg.model_copy(
-            update={
-                "learner": cfg.learner.model_copy(update={"num_workers": learners}),
-                "rollout": cfg.rollout.model_copy(update={"num_actors": engines}),
-            }
-        )
-        while engines >= 1 and place(rl_needs(smaller, gpus=True), cluster) is None:
-            engines -= 1
-            smaller = smaller.model_copy(
-                update={"rollout": smaller.rollout.model_copy(update={"num_actors": engines})}
+        for engines in range(most_engines, 0, -1):
+            smaller = cfg.model_copy(
+                update={
+                    "learner": cfg.learner.model_copy(update={"num_workers": learners}),
+                    "rollout": cfg.rollout.model_copy(update={"num_actors": engines}),
+                }
             )
-        if engines >= 1:
-            return f"learner.num_workers={learners} rollout.num_actors={engines}"
+            if place(rl_needs(smaller, gpus=True), cluster) is not None:
+                return f"learner.num_workers={learners} rollout.num_actors={engines}"
     return None
 
 
