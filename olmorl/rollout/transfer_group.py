@@ -7,6 +7,7 @@ both; only the buffers' device and the group class differ. A group is connected 
 `new_group` returns, and a group a collective failed in is aborted, never reused.
 """
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -86,6 +87,9 @@ def new_group(
     if backend_for(device) == "nccl":
         options = dist.ProcessGroupNCCL.Options()
         options._timeout = timeout
+        # A non-blocking communicator connects while its first collective waits, and `abort()`
+        # from another thread ends that wait; a blocking one could only be waited out.
+        options.config.blocking = 0
         group = dist.ProcessGroupNCCL(store, rank, world_size, options)
     else:
         group = dist.ProcessGroupGloo(store, rank, world_size, timeout)
@@ -105,20 +109,32 @@ def _warm_up(
     deadline: float,
     timeout_s: float,
 ) -> None:
-    """One 1-element broadcast. gloo connects every pair while the group is made, but NCCL only at
-    its first collective: without this, a member that cannot reach the others (or never joined)
-    would fail or hang at the first push, outside the rendezvous that watches the set-up. The
-    deadline bounds NCCL's wait, which blocks the stream rather than raising."""
+    """One 1-element broadcast, run on a daemon thread that the caller waits for until
+    `deadline`. gloo connects every pair while the group is made, but NCCL only at its first
+    collective, and it connects inside the `broadcast` call itself: no work comes back to poll
+    until every member has joined. Waited for from here, the deadline holds however the broadcast
+    blocks; the caller then aborts the group, which ends a non-blocking communicator's wait on
+    the thread."""
+    connected = threading.Event()
+    failures: list[BaseException] = []
 
-    def within_deadline() -> None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"weight group {name!r}: rank {rank}'s first broadcast (the warm-up that connects "
-                f"the group) did not finish within {timeout_s:g} s; a member never joined or "
-                "cannot reach the others"
-            )
+    def connect() -> None:
+        try:
+            broadcast_from_root(group, torch.zeros(1, device=device))
+        except BaseException as e:  # noqa: BLE001 -- raised again by the waiting caller
+            failures.append(e)
+        finally:
+            connected.set()
 
-    broadcast_from_root(group, torch.zeros(1, device=device), check_peers=within_deadline)
+    threading.Thread(target=connect, name=f"warm-up-{name}", daemon=True).start()
+    if not connected.wait(max(0.0, deadline - time.monotonic())):
+        raise RuntimeError(
+            f"weight group {name!r}: rank {rank}'s first broadcast (the warm-up that connects "
+            f"the group) did not finish within {timeout_s:g} s; a member never joined or "
+            "cannot reach the others"
+        )
+    if failures:
+        raise failures[0]
 
 
 def broadcast_from_root(

@@ -6,7 +6,11 @@ rendezvous would otherwise surface at the first push); a push that fails aborts 
 on the root and on the engine. Real gloo where a group of one suffices, fake groups elsewhere.
 """
 
+import re
 import socket
+import threading
+import time
+import types
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,19 +111,76 @@ def test_a_weight_group_is_warmed_up_before_it_is_returned(monkeypatch):
     assert group.calls == [("broadcast", 1, 0)]  # one element from the root, nothing else
 
 
-def test_a_warm_up_no_peer_answers_fails_within_the_timeout_and_aborts_the_group(
-    monkeypatch, fake_clock
+class ConnectingGroup(FakeGroup):
+    """An NCCL group whose first broadcast connects inside the call, as NCCL does: it blocks,
+    returning no work to poll, until every member has joined (none will here) or the group is
+    aborted (a non-blocking communicator's wait ends then)."""
+
+    def __init__(self):
+        super().__init__()
+        self.aborted = threading.Event()
+        self.returned = threading.Event()
+
+    def broadcast(self, tensor: torch.Tensor, root: int) -> FakeWork:
+        self.calls.append(("broadcast", tensor.numel(), root))
+        self.aborted.wait()
+        self.returned.set()
+        raise RuntimeError("NCCL communicator was aborted")
+
+    def abort(self) -> None:
+        super().abort()
+        self.aborted.set()
+
+
+def test_a_warm_up_that_blocks_inside_broadcast_fails_at_the_deadline_and_aborts_the_group(
+    monkeypatch,
 ):
-    """What a member that never arrives does to an NCCL group's first broadcast, which blocks the
-    stream instead of raising: the set-up's deadline ends it."""
-    clock = fake_clock
-    monkeypatch.setattr(transfer_group, "time", clock)
-    group = FakeGroup(work=FakeWork(done=False))
+    """A member that never arrives: the set-up's deadline still ends the wait, though the
+    broadcast call itself never returns until the group is aborted."""
+    group = ConnectingGroup()
     monkeypatch.setattr(transfer_group.dist, "ProcessGroupGloo", lambda *a: group)
-    with pytest.raises(RuntimeError, match=r"'weights-x': rank 0's first broadcast .* within 5 s"):
-        transfer_group.new_group(dist.HashStore(), "weights-x", 0, 2, torch.device("cpu"), 5)
-    assert 5 < clock.now <= 5.1
+    outcome: list = []
+
+    def join() -> None:
+        try:
+            transfer_group.new_group(dist.HashStore(), "weights-x", 0, 2, torch.device("cpu"), 0.3)
+        except RuntimeError as e:
+            outcome.append(e)
+
+    started = time.monotonic()
+    joining = threading.Thread(target=join, daemon=True)
+    joining.start()
+    joining.join(timeout=10)
+    waited = time.monotonic() - started
+    assert not joining.is_alive(), "new_group waited on the blocked broadcast past its deadline"
+    [error] = outcome
+    assert re.search(r"'weights-x': rank 0's first broadcast .* within 0.3 s", str(error))
+    assert 0.3 <= waited < 5
     assert group.calls == [("broadcast", 1, 0), ("abort",)]
+    assert group.returned.wait(timeout=5), "the abort did not free the warm-up thread"
+
+
+def test_an_nccl_weight_group_connects_non_blocking_with_the_group_timeout(monkeypatch):
+    """NCCL cannot run here: the group class is faked to see the options it is given."""
+    made: list = []
+
+    class NCCLOptions:
+        def __init__(self):
+            self.config = types.SimpleNamespace(blocking=1)
+
+    class FakeNCCL(FakeGroup):
+        Options = NCCLOptions
+
+        def __init__(self, store, rank, world_size, options):
+            super().__init__()
+            made.append(options)
+
+    monkeypatch.setattr(transfer_group.dist, "ProcessGroupNCCL", FakeNCCL, raising=False)
+    zeros = torch.zeros
+    monkeypatch.setattr(torch, "zeros", lambda *size, device=None, **kw: zeros(*size, **kw))
+    transfer_group.new_group(dist.HashStore(), "weights-n", 1, 2, torch.device("cuda", 0), 42)
+    [options] = made
+    assert options.config.blocking == 0 and options._timeout == timedelta(seconds=42)
 
 
 class FakeEngine:
