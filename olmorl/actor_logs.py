@@ -15,6 +15,7 @@ from pathlib import Path
 
 from olmorl.config import RunConfig
 from olmorl.faults import FAULTS_ENV
+from olmorl.processes import TAG_ENV
 
 LOG_ENV = "OLMORL_ACTOR_LOG"
 """The file an actor's output goes to; set by the driver through the actor's runtime env."""
@@ -40,10 +41,12 @@ def actor_log_dir(run: RunConfig, run_dir: Path) -> Path | None:
     return None if run.verbose else run_dir / "logs"
 
 
-def actor_options(name: str, threads: int | None = None) -> dict:
-    """Ray actor options for actor `name`: its log file, the driver's fault specs and, with
-    `threads`, its OpenMP thread count."""
+def actor_options(name: str, threads: int | None = None, tag: str | None = None) -> dict:
+    """Ray actor options for actor `name`: its log file, the driver's fault specs, with `threads`
+    its OpenMP thread count, and with `tag` the tag its processes are found by (processes.py)."""
     env = {}
+    if tag:
+        env[TAG_ENV] = tag
     if threads:
         # Ray sets OMP_NUM_THREADS to the actor's CPUs (1), and OpenMP reads it for every thread
         # the actor runs verbs on: torch.set_num_threads in one of them leaves the others at 1.

@@ -3,10 +3,12 @@
 Rollout engines (vLLM), learner ranks (one torch.distributed group) and reward workers, started
 on the current Ray cluster; `producer()` keeps the engines and reward workers busy (producer.py).
 An engine that dies is replaced in the background once its processes are gone, and rejoins once
-it holds the current weights.
+it holds the current weights. Each engine is started with a tag of its own in its environment
+(processes.py): its processes, orphaned ones included, are found on any node by that tag.
 """
 
 import threading
+import uuid
 from collections.abc import Sequence
 from functools import partial
 
@@ -19,7 +21,7 @@ from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
 from olmorl.data.thinking import response_decoder
 from olmorl.placement import rl_needs
-from olmorl.processes import Process, still_running
+from olmorl.processes import tagged
 from olmorl.ray_init import Reservation, cluster_uses_gpus, reserve, wait_started
 from olmorl.rl.batch import StepBatch
 from olmorl.rl.producer import ProducerSettings, RolloutProducer
@@ -43,6 +45,10 @@ class RLCluster:
         self.learners = None
         self._replacing = threading.Lock()
         self._replacements: dict[int, ray.actor.ActorHandle] = {}
+        # Replacements still starting; `shutdown` kills them, and once it has begun
+        # (`_closing`) no replacement starts or is kept.
+        self._starting: dict[int, ray.actor.ActorHandle] = {}
+        self._closing = False
         try:
             self._start(verifier_names)
         except BaseException:
@@ -61,13 +67,12 @@ class RLCluster:
 
     def _start(self, verifier_names: Sequence[str]) -> None:
         cfg, limit = self.cfg, self.cfg.run.stage_timeout_s
+        # Each engine's process tag: what must be gone before a replacement may take its GPUs.
+        self._engine_tags: dict[int, str] = {}
         self.rollout_actors = [self._new_engine(i) for i in range(cfg.rollout.num_actors)]
         # Engines that died, and their replacements once started (not yet given the weights).
         self._lost: set[int] = set()
         self._replacement_errors: dict[int, str] = {}
-        # Each engine's node and processes, reported once started: what must be gone before a
-        # replacement may take its GPUs.
-        self._engine_processes: dict[int, tuple[str, list[Process]]] = {}
         self.learners = LearnerGroup(
             cfg.model,
             cfg.learner,
@@ -84,8 +89,6 @@ class RLCluster:
         }
         self.learners.wait("setup", self.learners.start())
         wait_started(engines_started, limit)
-        where = ray.get([a.processes.remote() for a in self.rollout_actors], timeout=limit)
-        self._engine_processes = dict(enumerate(where))
         verifiers = cfg.verifiers
         if judge_url is not None:
             url = wait_started({"the judge server": judge_url}, limit)["the judge server"]
@@ -94,7 +97,10 @@ class RLCluster:
         self.version = 0
 
     def _new_engine(self, index: int) -> ray.actor.ActorHandle:
-        return new_engine(self.cfg, index, self.placement)
+        """Engine `index` as a new actor (not started), with a new process tag."""
+        tag = f"olmorl-engine-{index}-{uuid.uuid4().hex[:12]}"
+        self._engine_tags[index] = tag
+        return new_engine(self.cfg, index, self.placement, tag)
 
     def replace_engine(self, index: int) -> None:
         """Engine `index` died: starts a replacement in the background, once the dead engine's
@@ -111,34 +117,45 @@ class RLCluster:
                     self._replacement_errors[index] = f"{type(e).__name__}: {e}"
                 return
             with self._replacing:
-                self._replacements[index] = engine
+                if not self._closing:
+                    self._replacements[index] = engine
+                    return
+            ray.kill(engine)  # the run was shut down while it started
 
         with self._replacing:
             self._lost.add(index)
         threading.Thread(target=start, name=f"replace-engine-{index}", daemon=True).start()
 
     def _retire_engine(self, index: int) -> None:
-        """Kills engine `index` (a crashed actor may be only half dead), and any process it ran
-        that outlived it, and waits until they are all gone: on a GPU they hold the memory its
-        replacement needs."""
-        with self._replacing:
-            where = self._engine_processes.pop(index, None)
+        """Kills engine `index` (a crashed actor may be only half dead) and every process it ran,
+        and waits until they are all gone: on a GPU they hold the memory its replacement needs."""
         ray.kill(self.rollout_actors[index])
-        if where is not None:  # else it died before reporting them: only the backoff helps
-            wait_until_gone(partial(_kill_on_node, *where), f"rollout engine {index}")
+        self._reap(index)
+
+    def _reap(self, index: int) -> None:
+        """Kills whatever still runs with engine `index`'s current tag, on any node, and waits
+        until it is gone."""
+        with self._replacing:
+            tag = self._engine_tags[index]
+        wait_until_gone(partial(_kill_tagged, tag), f"rollout engine {index}")
 
     def _start_engine(self, index: int) -> ray.actor.ActorHandle:
-        """A new engine `index`, started; killed again if its start fails."""
+        """A new engine `index`, started. One whose start fails is killed with its processes
+        before the error is raised, since the next attempt needs the GPU memory they hold."""
         limit = self.cfg.run.stage_timeout_s
-        engine = self._new_engine(index)
+        with self._replacing:
+            if self._closing:
+                raise EngineLost(f"rollout engine {index} not replaced: the run is shutting down")
+            engine = self._starting[index] = self._new_engine(index)
         try:
             wait_started({f"rollout engine {index}": engine.start.remote()}, limit)
-            where = ray.get(engine.processes.remote(), timeout=limit)
         except BaseException:
             ray.kill(engine)
+            self._reap(index)
             raise
-        with self._replacing:
-            self._engine_processes[index] = where
+        finally:
+            with self._replacing:
+                self._starting.pop(index, None)
         return engine
 
     def install_replacements(self) -> list[int]:
@@ -299,6 +316,11 @@ class RLCluster:
         return self.learners.world_size
 
     def shutdown(self) -> None:
+        # A replacement starting now would outlive the run: none starts or is kept from here on,
+        # and those under way are killed with the rest.
+        with self._replacing:
+            self._closing = True
+            replacements = [*self._replacements.values(), *self._starting.values()]
         # After a failure some actors may be dead or stuck: each gets a bounded wait to stop its
         # engine processes cleanly, then every actor is killed.
         wait_quietly(
@@ -309,38 +331,46 @@ class RLCluster:
         if self.judge_server is not None:
             wait_quietly([self.judge_server.shutdown.remote()])
             ray.kill(self.judge_server)
-        with self._replacing:
-            replacements = list(self._replacements.values())
         for actor in self.rollout_actors + self.reward_workers + replacements:
             ray.kill(actor)
         self.placement.release()
 
 
-def new_engine(cfg: RLConfig, index: int, placement: Reservation) -> ray.actor.ActorHandle:
-    """Rollout engine `index` of the run as a Ray actor (not started), where `placement` puts it."""
+def new_engine(
+    cfg: RLConfig, index: int, placement: Reservation, tag: str | None = None
+) -> ray.actor.ActorHandle:
+    """Rollout engine `index` of the run as a Ray actor (not started), where `placement` puts it;
+    its processes carry `tag` (processes.py)."""
     max_model_len = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
+    options = actor_options(f"engine-{index}", tag=tag)
     return (
         ray.remote(RolloutEngine)
-        .options(**placement.actor_options("engine", index), **actor_options(f"engine-{index}"))
+        .options(**placement.actor_options("engine", index), **options)
         .remote(cfg.model, cfg.rollout, max_model_len, cfg.run.seed + index)
     )
 
 
 @ray.remote(num_cpus=0)
-def _still_running(processes: list[Process]) -> list[int]:
-    return still_running(processes, kill=True)
+def _kill_tagged_here(tag: str) -> list[int]:
+    return tagged(tag, kill=True)
 
 
-def _kill_on_node(node_id: str, processes: list[Process]) -> list[int]:
-    """SIGKILLs whichever of `processes` (on Ray node `node_id`) still run; returns their pids.
-    None run on a node that is gone."""
-    task = _still_running.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
-    )
-    try:
-        return ray.get(task.remote(processes))
-    except TaskUnschedulableError:
-        return []
+def _kill_tagged(tag: str) -> list[str]:
+    """SIGKILLs every process carrying `tag` on every live Ray node; returns them as
+    "pid@node". A node that is gone runs nothing."""
+    calls = []
+    for node in ray.nodes():
+        if node["Alive"]:
+            where = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            call = _kill_tagged_here.options(scheduling_strategy=where).remote(tag)
+            calls.append((node["NodeManagerAddress"], call))
+    killed = set()  # several Ray nodes on one host all see its processes
+    for address, call in calls:
+        try:
+            killed.update(f"{pid}@{address}" for pid in ray.get(call))
+        except TaskUnschedulableError:
+            continue
+    return sorted(killed)
 
 
 def new_reward_workers(

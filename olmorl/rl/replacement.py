@@ -27,13 +27,13 @@ class ReplacementFailed(RuntimeError):
 
 
 def wait_until_gone(
-    running: Callable[[], list[int]],
+    running: Callable[[], list],
     name: str,
     timeout_s: float = GONE_TIMEOUT_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Returns once `running()` (the pids of `name`'s processes still running) is empty; raises
+    """Returns once `running()` (`name`'s processes still running) is empty; raises
     ReplacementFailed naming them if it is not within `timeout_s`. Checks every 0.1 s at first,
     then less often (at most every 2 s)."""
     deadline = clock() + timeout_s

@@ -213,16 +213,6 @@ class RolloutEngine:
         await self.llm.resume_generation()
         self.activity.paused(False)
 
-    def processes(self) -> tuple[str, list[tuple[int, float]]]:
-        """This engine's Ray node id and processes (the actor and vLLM's engine-core and worker
-        processes under it, as (pid, start time)): what must be gone before a replacement may
-        take its GPUs."""
-        import ray
-
-        from olmorl.processes import process_tree
-
-        return ray.get_runtime_context().get_node_id(), process_tree()
-
     def take_activity(self) -> dict[str, float]:
         """Busy time, occupancy, pause time and tokens since the last call (`EngineActivity`)."""
         return self.activity.take()

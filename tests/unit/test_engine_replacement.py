@@ -1,17 +1,26 @@
 """A dead engine's replacement waits for the old processes to go, then retries its start.
 
 The waits run on a fake clock; the process checks on real processes (a parent and the child it
-leaves behind, as a killed Ray actor leaves vLLM's engine core).
+leaves behind, as a killed Ray actor leaves vLLM's engine core); the cluster's replacement verbs
+on fake engines.
 """
 
+import os
 import subprocess
 import sys
+import threading
 import time
+import types
+from pathlib import Path
 
+import psutil
 import pytest
 
-from olmorl.processes import process_tree, still_running
+from olmorl.config import RLConfig, load_config
+from olmorl.processes import TAG_ENV, tagged
 from olmorl.rl.replacement import ReplacementFailed, start_with_backoff, wait_until_gone
+
+RECIPES = Path(__file__).parents[2] / "recipes"
 
 
 class FlakyStart:
@@ -76,26 +85,148 @@ def _wait_for(condition, timeout_s: float = 30.0):
     return result
 
 
-def test_the_processes_an_engine_leaves_behind_are_found_and_killed():
-    # A parent with a child, as a Ray actor and vLLM's engine-core process under it.
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)",
-        ]
+def test_an_engine_s_processes_are_found_by_its_tag_even_once_orphaned():
+    # A parent with a child in a session of its own, as a Ray actor and vLLM's engine-core
+    # process under it; and a process of another engine beside them.
+    spawn_child = (
+        "import subprocess, time; "
+        "subprocess.Popen(['sleep', '60'], start_new_session=True); time.sleep(60)"
     )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", spawn_child], env={**os.environ, TAG_ENV: "engine-0-aaaa"}
+    )
+    other = subprocess.Popen(["sleep", "60"], env={**os.environ, TAG_ENV: "engine-1-bbbb"})
     try:
-        tree = _wait_for(lambda: len(process_tree(parent.pid)) == 2 and process_tree(parent.pid))
-        assert tree[0][0] == parent.pid
-        assert sorted(still_running(tree)) == sorted(pid for pid, _ in tree)
-        # The same pid with another start time is another process (the pid was reused); a
-        # start time off by a fraction of a second is a stepped clock, the same process.
-        assert still_running([(parent.pid, tree[0][1] + 5)]) == []
-        assert still_running([(parent.pid, tree[0][1] + 0.5)]) == [parent.pid]
-        still_running(tree, kill=True)
-        # Both end; the parent stays a zombie until reaped below, and counts as gone.
-        assert _wait_for(lambda: still_running(tree) == [])
-    finally:
+        found = _wait_for(lambda: len(tagged("engine-0-aaaa")) == 2 and tagged("engine-0-aaaa"))
+        assert parent.pid in found and other.pid not in found
         parent.kill()
         parent.wait(timeout=30)
+        # The actor's death leaves its child behind, no longer under it: the tag still finds it.
+        [orphan] = _wait_for(lambda: tagged("engine-0-aaaa"))
+        assert orphan != parent.pid and psutil.Process(orphan).ppid() != parent.pid
+        assert tagged("engine-0-aaaa", kill=True) == [orphan]
+        assert _wait_for(lambda: tagged("engine-0-aaaa") == [])
+        assert tagged("engine-1-bbbb") == [other.pid]
+    finally:
+        parent.kill()
+        other.kill()
+        other.wait(timeout=30)
+
+
+class FakeEngine:
+    """An engine actor handle; `start.remote()` gives back the engine, for `wait_started`, and
+    `shutdown.remote()` nothing (the fake `wait_quietly` ignores it)."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.start = types.SimpleNamespace(remote=lambda: self)
+        self.shutdown = types.SimpleNamespace(remote=lambda: None)
+
+    def __repr__(self) -> str:
+        return self.tag
+
+
+class Replacements:
+    """An RL cluster's replacement verbs on fake engines: each step (an engine made, started,
+    killed, its tag reaped) is appended to `events`; `started(engine)` decides each start."""
+
+    def __init__(self, monkeypatch, started):
+        import olmorl.rl.cluster as cluster_module
+
+        self.events: list[tuple[str, str]] = []
+        tags = iter(f"tag-{i}" for i in range(100))
+
+        def new_engine(cfg, index, placement, tag):
+            self.events.append(("new", tag))
+            return FakeEngine(tag)
+
+        def wait_started(refs, timeout_s):
+            [engine] = refs.values()
+            self.events.append(("start", engine.tag))
+            started(engine)
+
+        def kill(actor):
+            self.events.append(("kill", actor.tag))
+
+        def reaped(tag):
+            self.events.append(("reap", tag))
+            return []
+
+        monkeypatch.setattr(cluster_module, "new_engine", new_engine)
+        monkeypatch.setattr(cluster_module, "wait_started", wait_started)
+        monkeypatch.setattr(cluster_module.ray, "kill", kill)
+        monkeypatch.setattr(cluster_module, "_kill_tagged", reaped)
+        monkeypatch.setattr(cluster_module, "wait_quietly", lambda refs: None)
+        monkeypatch.setattr(
+            cluster_module.uuid, "uuid4", lambda: types.SimpleNamespace(hex=next(tags))
+        )
+        monkeypatch.setattr(
+            cluster_module,
+            "start_with_backoff",
+            lambda start, name: start_with_backoff(start, name, first_pause_s=0),
+        )
+        cluster = cluster_module.RLCluster.__new__(cluster_module.RLCluster)
+        cluster.cfg = load_config(RLConfig, RECIPES / "tiny/rl_target_token.yaml", [])
+        cluster.placement = types.SimpleNamespace(release=lambda: None)
+        cluster.learners = types.SimpleNamespace(shutdown=lambda: None)
+        cluster.reward_workers, cluster.judge_server = [], None
+        cluster._replacing = threading.Lock()
+        cluster._replacements, cluster._starting, cluster._closing = {}, {}, False
+        cluster._lost, cluster._replacement_errors = set(), {}
+        cluster._engine_tags = {}
+        cluster.rollout_actors = [cluster._new_engine(0)]
+        self.cluster = cluster
+
+    def replaced(self) -> dict:
+        return _wait_for(lambda: self.cluster._replacements or self.cluster._replacement_errors)
+
+
+def test_a_failed_replacement_start_is_killed_and_reaped_before_the_next_attempt(monkeypatch):
+    """vLLM's processes from a start that failed hold GPU memory, as the dead engine's did: the
+    next attempt must not begin until they are gone."""
+
+    def fail_first(engine: FakeEngine) -> None:
+        if engine.tag.endswith("tag-1"):
+            raise ValueError("Free memory on device (9.1/79.2 GiB) is less than desired")
+
+    replacements = Replacements(monkeypatch, fail_first)
+    replacements.cluster.replace_engine(0)
+    assert isinstance(replacements.replaced()[0], FakeEngine)
+    old, failed, new = (f"olmorl-engine-0-tag-{i}" for i in range(3))
+    assert replacements.events[1:] == [
+        ("kill", old),
+        ("reap", old),  # the dead engine's processes
+        ("new", failed),
+        ("start", failed),
+        ("kill", failed),
+        ("reap", failed),  # the failed attempt's, before the next attempt
+        ("new", new),
+        ("start", new),
+    ]
+
+
+def test_a_replacement_starting_at_shutdown_is_killed_and_not_kept(monkeypatch):
+    starting, release = threading.Event(), threading.Event()
+
+    def block(engine: FakeEngine) -> None:
+        starting.set()
+        assert release.wait(timeout=30)
+
+    replacements = Replacements(monkeypatch, block)
+    cluster = replacements.cluster
+    cluster.replace_engine(0)
+    assert starting.wait(timeout=30)
+    cluster.shutdown()
+    replacing = "olmorl-engine-0-tag-1"
+    assert ("kill", replacing) in replacements.events, "shutdown left the starting engine running"
+    release.set()
+    _wait_for(lambda: replacements.events.count(("kill", replacing)) == 2)
+    assert cluster._replacements == {}
+    # Nor does a replacement asked for after shutdown start an engine.
+    cluster.replace_engine(0)
+    _wait_for(lambda: cluster._replacement_errors)
+    assert "shutting down" in cluster._replacement_errors[0]
+    assert [e for e in replacements.events if e[0] == "new"] == [
+        ("new", "olmorl-engine-0-tag-0"),
+        ("new", replacing),
+    ]
