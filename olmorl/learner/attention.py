@@ -8,6 +8,10 @@ layer type (full and sliding), which is why sdpa is the default on CPU only.
 
 from transformers.utils import is_flash_attn_2_available
 
+DENSE_MASK_KERNELS = ("sdpa", "eager")
+"""Kernels that keep a packed row's documents apart only with a dense [T, T] mask: the learner
+batches such a row's documents padded instead, where that costs little padding."""
+
 
 def resolve_attn_implementation(requested: str | None, device: str, dtype: str) -> str:
     """The `attn_implementation` to load the model with on `device` ("cuda" or "cpu").

@@ -29,7 +29,11 @@ from olmorl.algo.schedule import scheduled_lr
 from olmorl.config import AlgorithmConfig, LearnerConfig, ModelConfig, PreferenceLossConfig
 from olmorl.cpu import pin_to_cores
 from olmorl.faults import inject
-from olmorl.learner.attention import common_attn_implementation, resolve_attn_implementation
+from olmorl.learner.attention import (
+    DENSE_MASK_KERNELS,
+    common_attn_implementation,
+    resolve_attn_implementation,
+)
 from olmorl.learner.backend import DTYPES, build_learner_model, build_policy
 from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
@@ -229,13 +233,13 @@ class LearnerWorker:
 
     def _scores(self, row: PackedRow, temperature: float) -> TokenScores:
         """The policy's token log-probs and entropies over one packed row, # [1, T] each."""
-        varlen = self.attn_implementation == "flash_attention_2"
-        inputs = {
-            k: v.to(self.device) if isinstance(v, Tensor) else v
-            for k, v in row.model_inputs(varlen=varlen).items()
-        }
+        kernel = self.attn_implementation
+        batch = row.model_inputs(
+            varlen=kernel == "flash_attention_2", pad=kernel in DENSE_MASK_KERNELS
+        )
+        inputs = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
         scores = self.model(**inputs, temperature=temperature)  # [1, T] or [D, L] each
-        return TokenScores(*(values.reshape(1, -1) for values in scores))
+        return TokenScores(*(row.in_row_order(values) for values in scores))
 
     def _backward(self, loss: Tensor) -> None:
         # The strategies average gradients over ranks; each loss is already a share of the

@@ -106,16 +106,24 @@ def policy_loss(logprobs, position_ids, tokens, total_loss_tokens):
 
 
 @pytest.mark.parametrize("lengths", [PACKED_LENGTHS, EQUAL_LENGTHS], ids=["mixed", "equal"])
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager", "flex_attention"])
-def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, lengths, request):
+@pytest.mark.parametrize(
+    ("attn_implementation", "pad"),
+    [("sdpa", False), ("sdpa", True), ("eager", True), ("flex_attention", False)],
+    ids=["sdpa", "sdpa-padded", "eager-padded", "flex_attention"],
+)
+def test_packed_and_unpacked_give_same_logprobs_and_loss(
+    attn_implementation, pad, lengths, request
+):
     if attn_implementation == "flex_attention":
         request.getfixturevalue("eager_flex_attention")
     trajectories = make_trajectories(lengths)
     rows = pack_trajectories(trajectories, max_tokens_per_row=300)
     assert len(rows) < len(trajectories) and max(len(r.seq_lens) for r in rows) >= 2
-    batch_shapes = [tuple(row.model_inputs()["input_ids"].shape) for row in rows]
+    batch_shapes = [tuple(row.model_inputs(pad=pad)["input_ids"].shape) for row in rows]
     if lengths is EQUAL_LENGTHS:
         assert batch_shapes == [(2, 101), (2, 101)]
+    elif pad:  # each document padded to its row's longest
+        assert batch_shapes == [(len(r.seq_lens), max(r.seq_lens)) for r in rows]
     else:
         assert all(shape == (1, len(row)) for shape, row in zip(batch_shapes, rows, strict=True))
 
@@ -137,9 +145,13 @@ def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, le
     model.set_attn_implementation(attn_implementation)
     with torch.no_grad():
         row_logprobs = [
-            token_logprobs(
-                model(**(inputs := row.model_inputs())).logits, inputs["input_ids"], TEMPERATURE
-            ).reshape(-1)
+            row.in_row_order(
+                token_logprobs(
+                    model(**(inputs := row.model_inputs(pad=pad))).logits,
+                    inputs["input_ids"],
+                    TEMPERATURE,
+                )
+            )[0]
             for row in rows
         ]
     doc_logprobs = score_documents()
@@ -154,7 +166,7 @@ def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, le
     max_diff = max(
         (p[1:] - d[1:]).abs().max().item() for p, d in zip(packed, doc_logprobs, strict=True)
     )
-    print(f"{attn_implementation}: max |packed - unpacked| log-prob {max_diff:.3e}")
+    print(f"{attn_implementation}, pad {pad}: max |packed - unpacked| log-prob {max_diff:.3e}")
     assert max_diff < 1e-5
 
     total = sum(int(t.loss_mask.sum()) for t in trajectories)
@@ -167,7 +179,9 @@ def test_packed_and_unpacked_give_same_logprobs_and_loss(attn_implementation, le
     assert packed_loss.item() == pytest.approx(unpacked_loss.item(), abs=1e-6)
 
 
-def packing_gaps(attn_implementation, trajectories, rows, device, dtype) -> tuple[float, float]:
+def packing_gaps(
+    attn_implementation, trajectories, rows, device, dtype, pad=False
+) -> tuple[float, float]:
     """Max |packed − unpacked| of log-probs (past each document's first token) and of the loss
     gradient relative to its largest entry, the tiny model in `dtype` on `device`."""
     model = build_tiny_model("tiny", vocab_size=VOCAB_SIZE, seed=0).to(device, dtype)
@@ -175,13 +189,14 @@ def packing_gaps(attn_implementation, trajectories, rows, device, dtype) -> tupl
     total = sum(int(t.loss_mask.sum()) for t in trajectories)
 
     def logprobs_and_grads(items):
-        """items: (model inputs, tokens with the loss fields, positions) per row or document."""
+        """items: (model inputs, row or document with the loss fields, positions) each."""
         model.zero_grad()
         logprobs, loss = [], 0.0
         for inputs, tokens, positions in items:
             inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
             logits = model(**inputs).logits.float()  # [1, T, V] or [D, L, V]
-            lp = token_logprobs(logits, inputs["input_ids"], TEMPERATURE).reshape(-1).cpu()
+            lp = token_logprobs(logits, inputs["input_ids"], TEMPERATURE)
+            lp = (tokens.in_row_order(lp) if hasattr(tokens, "in_row_order") else lp)[0].cpu()
             loss = loss + policy_loss(lp, positions, tokens, total)
             logprobs.append(lp.detach())
         loss.backward()
@@ -189,7 +204,7 @@ def packing_gaps(attn_implementation, trajectories, rows, device, dtype) -> tupl
 
     varlen = attn_implementation == "flash_attention_2"
     packed, packed_grads = logprobs_and_grads(
-        [(row.model_inputs(varlen=varlen), row, row.position_ids) for row in rows]
+        [(row.model_inputs(varlen=varlen, pad=pad), row, row.position_ids) for row in rows]
     )
     unpacked, unpacked_grads = logprobs_and_grads(
         [
@@ -204,6 +219,37 @@ def packing_gaps(attn_implementation, trajectories, rows, device, dtype) -> tupl
     scale = max(g.abs().max().item() for g in unpacked_grads.values())
     grad_gap = max((packed_grads[n] - g).abs().max().item() for n, g in unpacked_grads.items())
     return logprob_gap, grad_gap / scale
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_padded_documents_give_the_unpacked_gradients_on_cpu(attn_implementation):
+    """The dense-mask kernels' padded batches (what the learner runs on CPU), backward too: the
+    gradient of the policy loss is the unpacked documents' one."""
+    trajectories = make_trajectories(PACKED_LENGTHS)
+    rows = pack_trajectories(trajectories, max_tokens_per_row=300)
+    assert all(r.model_inputs(pad=True)["input_ids"].shape[0] > 1 for r in rows)
+    gaps = packing_gaps(attn_implementation, trajectories, rows, "cpu", torch.float32, pad=True)
+    print(f"{attn_implementation} padded: max |packed - unpacked| log-prob, grad {gaps}")
+    assert gaps[0] < 1e-5 and gaps[1] < 1e-5
+
+
+def test_padding_is_used_only_where_it_at_most_doubles_the_tokens():
+    long_and_short = pack_trajectories(make_trajectories([(10, 90), (5, 5), (5, 5)]), 200)
+    [row] = long_and_short  # 3 x 101 slots for 123 tokens: the dense row is cheaper
+    assert row.model_inputs(pad=True)["input_ids"].shape == (1, 123)
+    scores = torch.arange(123.0)[None]
+    assert torch.equal(row.in_row_order(scores), scores)
+    [row] = pack_trajectories(make_trajectories([(10, 20), (5, 10), (4, 4)]), 200)
+    inputs = row.model_inputs(pad=True)
+    assert inputs["input_ids"].shape == (3, 31)
+    # Padding continues each document's positions, so no new document starts inside it.
+    assert inputs["position_ids"][1].tolist() == list(range(31))
+    per_slot = torch.arange(3 * 31.0).reshape(3, 31)
+    assert row.in_row_order(per_slot)[0].tolist() == [
+        *range(31),
+        *range(31, 31 + 16),
+        *range(62, 62 + 9),
+    ]
 
 
 @pytest.mark.gpu
