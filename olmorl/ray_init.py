@@ -52,6 +52,30 @@ def cluster_uses_gpus() -> bool:
     return uses_gpus(ray.cluster_resources())
 
 
+def cluster_gpus(timeout_s: float) -> tuple[list[int], float] | None:
+    """The GPU count of each live node that has GPUs, and one GPU's memory in GiB, measured by a
+    task on one of them; None when no GPU was free to measure within `timeout_s`."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    per_node = [
+        int(n["Resources"]["GPU"]) for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")
+    ]
+    probe = ray.remote(num_gpus=1, num_cpus=0)(_gpu_memory_bytes).remote()
+    try:
+        memory = ray.get(probe, timeout=timeout_s)
+    except GetTimeoutError:
+        ray.cancel(probe, force=True)
+        return None
+    return per_node, memory / 2**30
+
+
+def _gpu_memory_bytes() -> int:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory
+
+
 class Reservation:
     """Where each actor of a job goes and what it asks for: `actor_options(role, index)`."""
 

@@ -51,8 +51,16 @@ class ClusterShape:
 class Plan:
     report: list[str]
     """What goes where and what each GPU holds, line by line."""
-    problems: list[str]
-    """Why the recipe cannot run on the cluster, each with what would; empty when it fits."""
+    placement_problems: list[str]
+    """Why the actors do not pack onto the nodes, with what would; empty when they do."""
+    memory_problems: list[str]
+    """Why a learner rank or an engine does not fit its GPU, with what would; empty when both
+    do."""
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the recipe cannot run on the cluster, each with what would; empty when it fits."""
+        return self.placement_problems + self.memory_problems
 
 
 def place(needs: ClusterNeeds, cluster: ClusterShape) -> list[list[str]] | None:
@@ -100,10 +108,10 @@ def plan_rl(cfg: RLConfig, cluster: ClusterShape, shape: ModelShape | None = Non
         f"cluster: {cluster}; the recipe needs {needs.describe('GPU')}",
         f"model: {cfg.model.path}, {shape.num_params / 1e9:.2f}B parameters",
     ]
-    problems = []
+    placement_problems, memory_problems = [], []
     nodes = place(needs, cluster)
     if nodes is None:
-        problems.append(_placement_problem(cfg, needs, cluster, shape))
+        placement_problems.append(_placement_problem(cfg, needs, cluster, shape))
     else:
         for index, actors in enumerate(nodes):
             report.append(f"node {index}: {', '.join(actors) if actors else '(idle)'}")
@@ -118,7 +126,7 @@ def plan_rl(cfg: RLConfig, cluster: ClusterShape, shape: ModelShape | None = Non
     )
     if not _learner_fits(shape, setup, gpu_bytes):
         longest = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
-        problems.append(_learner_problem(shape, setup, gpu_bytes, longest))
+        memory_problems.append(_learner_problem(shape, setup, gpu_bytes, longest))
 
     tp = cfg.rollout.tensor_parallel_size
     context = cfg.data.max_prompt_tokens + cfg.rollout.max_response_tokens
@@ -135,8 +143,8 @@ def plan_rl(cfg: RLConfig, cluster: ClusterShape, shape: ModelShape | None = Non
         + ("" if fits >= wanted else " (vLLM preempts the rest; shorter ones share the room)")
     )
     if fits < 1:
-        problems.append(_engine_problem(cfg, shape, gpu_bytes, context))
-    return Plan(report, problems)
+        memory_problems.append(_engine_problem(cfg, shape, gpu_bytes, context))
+    return Plan(report, placement_problems, memory_problems)
 
 
 def _gib(n: float) -> str:

@@ -7,6 +7,7 @@ it holds the current weights. Each engine is started with a tag of its own in it
 (processes.py): its processes, orphaned ones included, are found on any node by that tag.
 """
 
+import sys
 import threading
 import uuid
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from olmorl.config import AlgorithmConfig, RLConfig, VerifiersConfig
 from olmorl.config.rl import JudgeServerConfig
 from olmorl.data.thinking import response_decoder
 from olmorl.placement import rl_needs
+from olmorl.plan.preflight import check_gpu_memory
 from olmorl.processes import tagged
 from olmorl.ray_init import Reservation, cluster_uses_gpus, reserve, wait_started
 from olmorl.rl.batch import StepBatch
@@ -34,13 +36,22 @@ from olmorl.rollout.judge_server import JudgeServer
 from olmorl.rollout.weight_sync import build_weight_sink
 from olmorl.train.learners import LearnerGroup
 
+GPU_PROBE_TIMEOUT_S = 60.0
+"""How long the memory check waits for a free GPU to measure; on a cluster busy with other jobs
+the run goes on unchecked rather than wait as long again for its reservation."""
+
 
 class RLCluster:
     def __init__(self, cfg: RLConfig, verifier_names: Sequence[str]):
         self.cfg = cfg
         # Checked (and on GPUs held) before any actor starts: a run too big for the cluster
-        # stops here with what is missing, instead of its actors waiting for GPUs forever.
-        self.placement = reserve(rl_needs(cfg, cluster_uses_gpus()), cfg.run.stage_timeout_s)
+        # stops here with what is missing, instead of its actors waiting for GPUs forever, or
+        # running out of memory at the first step.
+        gpus, limit = cluster_uses_gpus(), cfg.run.stage_timeout_s
+        if gpus:  # measured on a free GPU, so before the reservation takes them
+            for unchecked in check_gpu_memory(cfg, min(limit, GPU_PROBE_TIMEOUT_S)):
+                print(unchecked, file=sys.stderr)
+        self.placement = reserve(rl_needs(cfg, gpus), limit)
         self.rollout_actors, self.reward_workers, self.judge_server = [], [], None
         self.learners = None
         self._replacing = threading.Lock()

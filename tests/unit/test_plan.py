@@ -82,6 +82,51 @@ def test_an_engine_whose_weights_do_not_fit_is_refused_with_more_tensor_parallel
     assert engine.endswith("Would fit: rollout.tensor_parallel_size=2")
 
 
+class StartsNothing:
+    """RLCluster's reservation and actor start-up, recorded instead of run."""
+
+    def __init__(self, monkeypatch, gpus_per_node: list[int], gpu_gib: float | None):
+        import olmorl.rl.cluster as cluster_module
+        from olmorl.plan import preflight
+
+        self.started: list[str] = []
+        monkeypatch.setattr(cluster_module, "cluster_uses_gpus", lambda: True)
+        gpus = None if gpu_gib is None else (gpus_per_node, gpu_gib)
+        monkeypatch.setattr(preflight, "cluster_gpus", lambda timeout_s: gpus)
+        monkeypatch.setattr(
+            cluster_module, "reserve", lambda needs, timeout_s: self.started.append("reserve")
+        )
+        monkeypatch.setattr(
+            cluster_module.RLCluster, "_start", lambda cluster, names: self.started.append("actors")
+        )
+        self.cluster_class = cluster_module.RLCluster
+
+
+def test_an_rl_run_that_would_run_out_of_gpu_memory_stops_before_anything_starts(monkeypatch):
+    from olmorl.ray_init import ClusterTooSmall
+
+    run = StartsNothing(monkeypatch, [8] * 9, 80.0)
+    too_big = recipe("instruct_7b", "learner.strategy.activation_checkpointing=false")
+    with pytest.raises(ClusterTooSmall) as refused:
+        run.cluster_class(too_big, ["math"])
+    message = str(refused.value)
+    print(message)
+    assert message.startswith("this run would run out of GPU memory: a learner rank needs")
+    assert "learner.strategy.activation_checkpointing=true" in message
+    assert "--cluster 9x8:80" in message
+    assert run.started == []  # nothing reserved, no actor
+    # The published recipe fits the same cluster and goes on to start.
+    run.cluster_class(recipe("instruct_7b"), ["math"])
+    assert run.started == ["reserve", "actors"]
+
+
+def test_a_run_whose_gpus_cannot_be_measured_goes_on_unchecked_saying_so(monkeypatch, capsys):
+    run = StartsNothing(monkeypatch, [8] * 9, None)
+    run.cluster_class(recipe("instruct_7b", "learner.strategy.activation_checkpointing=false"), [])
+    assert run.started == ["reserve", "actors"]
+    assert "GPU memory not checked: no GPU of the cluster was free" in capsys.readouterr().err
+
+
 def test_sliding_layers_hold_only_their_window_in_the_kv_cache():
     full = ModelShape(**{**OLMO3_7B.__dict__, "sliding_window": None})
     context = 32768
