@@ -87,7 +87,7 @@ def kv_cache_bytes(
     values per layer, a sliding layer holding only its window. KV heads split over the
     tensor-parallel ranks (replicated when there are fewer heads than ranks)."""
     heads_per_rank = max(1, math.ceil(shape.num_kv_heads / tensor_parallel))
-    per_token_layer = 2 * heads_per_rank * (shape.hidden_size // shape.num_heads) * kv_bytes
+    per_token_layer = 2 * heads_per_rank * shape.head_dim * kv_bytes
     window = shape.sliding_window or context
     positions = sum(
         min(context, window) if kind == "sliding_attention" else context

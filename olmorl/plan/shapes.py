@@ -19,16 +19,34 @@ class ModelShape:
     """Window of the sliding-attention layers; None: every layer attends to the whole context."""
     layer_types: tuple[str, ...]
     """Per layer, "sliding_attention" or "full_attention"."""
+    explicit_head_dim: int | None = None
+    """A config's `head_dim` where it sets one; else hidden size / heads, as in Olmo 3."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.explicit_head_dim or self.hidden_size // self.num_heads
 
     @property
     def kv_width(self) -> int:
         """Key (or value) features per token: KV heads × head dim."""
-        return self.num_kv_heads * (self.hidden_size // self.num_heads)
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def layer_matmul_params(self) -> int:
+        """Weights of a decoder layer's matmuls: q, o, k, v and the MLP's gate, up and down."""
+        h, q, k, i = (
+            self.hidden_size,
+            self.num_heads * self.head_dim,
+            self.kv_width,
+            self.intermediate_size,
+        )
+        return 2 * h * q + 2 * h * k + 3 * h * i
 
     @property
     def layer_params(self) -> int:
-        h, k, i = self.hidden_size, self.kv_width, self.intermediate_size
-        return 2 * h * h + 2 * h * k + 3 * h * i + 2 * h + k + h  # q, o, k, v, MLP, norms
+        """A decoder layer's matmul weights and its norms (QK-norm and the two post-norms)."""
+        h, q, k = self.hidden_size, self.num_heads * self.head_dim, self.kv_width
+        return self.layer_matmul_params + q + k + 2 * h
 
     @property
     def num_params(self) -> int:
@@ -53,6 +71,7 @@ class ModelShape:
             vocab_size=get("vocab_size"),
             sliding_window=get("sliding_window"),
             layer_types=tuple(get("layer_types") or ["full_attention"] * layers),
+            explicit_head_dim=get("head_dim"),
         )
 
 

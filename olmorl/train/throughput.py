@@ -7,6 +7,8 @@ query at position t attends t + 1 keys, at most the window on sliding layers, av
 window's positions here (not the dense T² a masked kernel may actually compute).
 """
 
+from olmorl.plan.shapes import ModelShape
+
 
 def attended_keys(seq_len: int, window: int | None) -> float:
     """Mean number of keys a causal query attends over positions 0..seq_len-1."""
@@ -19,27 +21,14 @@ def attended_keys(seq_len: int, window: int | None) -> float:
 
 def training_flops_per_token(config, seq_len: int) -> float:
     """Forward plus backward FLOPs per token for a Hugging Face Olmo2/Olmo3-style config."""
-    hidden = config.hidden_size
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    per_layer_weights = (
-        hidden * heads * head_dim  # q
-        + 2 * hidden * kv_heads * head_dim  # k, v
-        + heads * head_dim * hidden  # o
-        + 3 * hidden * config.intermediate_size  # gate, up, down
-    )
-    layer_types = getattr(config, "layer_types", None) or ["full_attention"] * (
-        config.num_hidden_layers
-    )
-    window = getattr(config, "sliding_window", None)
+    shape = ModelShape.from_config(config)
     attention = sum(
         2
         * 2
-        * heads
-        * head_dim
-        * attended_keys(seq_len, window if kind == "sliding_attention" else None)
-        for kind in layer_types
+        * shape.num_heads
+        * shape.head_dim
+        * attended_keys(seq_len, shape.sliding_window if kind == "sliding_attention" else None)
+        for kind in shape.layer_types
     )
-    forward = 2 * (len(layer_types) * per_layer_weights + hidden * config.vocab_size) + attention
-    return 3 * forward
+    matmuls = shape.num_layers * shape.layer_matmul_params + shape.hidden_size * shape.vocab_size
+    return 3 * (2 * matmuls + attention)
