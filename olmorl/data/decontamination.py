@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from olmorl.data.loading import DataError, read_rows
+from olmorl.data.loading import DataError, rows_as_written
 from olmorl.io import atomic_file, atomic_write_text
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -98,7 +98,7 @@ class EvalIndex:
 def build_index(sources: Iterable[str], ngram: int) -> EvalIndex:
     index = EvalIndex(ngram)
     for source in sources:
-        for number, row in enumerate(read_rows(source), start=1):
+        for number, row in enumerate(rows_as_written(source), start=1):
             index.add(f"{source} row {number}", row_text(row))
     if not index.rows:
         raise DataError("the evaluation data have no text to decontaminate against")
@@ -137,7 +137,7 @@ def decontaminate(
             raise DataError(
                 f"{source}: the clean copy would overwrite it; choose another --out-dir"
             )
-        rows = read_rows(source)
+        rows = rows_as_written(source)
         kept = 0
         removed: list[int] = []
         matches = []

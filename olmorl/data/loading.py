@@ -5,6 +5,7 @@ Problems are reported with the file and the 1-based row, e.g. `train.jsonl row 1
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -38,6 +39,26 @@ def read_rows(source: str, split: str = "train") -> "datasets.Dataset":  # noqa:
 
 def _check_json_lines(path: Path, source: str) -> None:
     """Every non-blank line must be a JSON object: `datasets` would log a traceback instead."""
+    for _ in json_lines(path, source):
+        pass
+
+
+def rows_as_written(source: str) -> Iterator[dict]:
+    """The rows of a local JSONL file one at a time, exactly as written; any other source as
+    `read_rows` gives them. `datasets` gives every row of a JSON file the union of all rows'
+    fields (absent ones as None) and one type per field, so a copy written back from it would
+    not be the file's rows."""
+    path = Path(source)
+    if path.suffix.lower() == ".jsonl":
+        if not path.is_file():
+            raise DataError(f"{source}: no such file")
+        return json_lines(path, source)
+    return iter(read_rows(source))
+
+
+def json_lines(path: Path, source: str) -> Iterator[dict]:
+    """The JSON object on each non-blank line of `path`; a line that is not one is a DataError
+    naming `source` and the row."""
     with path.open(encoding="utf-8") as lines:
         rows = (line for line in lines if line.strip())
         for number, line in enumerate(rows, start=1):
@@ -49,3 +70,4 @@ def _check_json_lines(path: Path, source: str) -> None:
                 raise DataError(
                     f"{source} row {number}: expected a JSON object, got {type(row).__name__}"
                 )
+            yield row

@@ -101,3 +101,27 @@ def test_an_output_over_its_input_is_refused(tmp_path):
     train = write(tmp_path / "train.jsonl", [{"text": "a"}])
     with pytest.raises(DataError, match="would overwrite it"):
         decontaminate([str(train)], [str(train)], tmp_path, progress=False)
+
+
+def test_the_clean_copy_holds_the_kept_rows_exactly_as_written(tmp_path):
+    """Rows of different shapes and field types, as Dolci mixes them: read through `datasets`,
+    each would gain the others' fields as null and "1" next to a list would change type."""
+    kept = [
+        {"text": "hello world", "id": 1},
+        {"messages": [{"role": "user", "content": "Say hi."}], "ground_truth": "1"},
+        {"messages": [{"role": "user", "content": "Pick two."}], "ground_truth": ["1", "2"]},
+    ]
+    against = write(tmp_path / "eval.jsonl", [{"text": "What is 12 * 12?"}])
+    train = write(tmp_path / "train.jsonl", [kept[0], {"text": "What is 12 * 12?"}, *kept[1:]])
+    decontaminate([str(train)], [str(against)], tmp_path / "out", progress=False)
+    lines = (tmp_path / "out" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == kept
+
+
+def test_a_bad_line_stops_the_copy_naming_the_row_and_leaves_no_partial_file(tmp_path):
+    against = write(tmp_path / "eval.jsonl", [{"text": "What is 12 * 12?"}])
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"text": "a"}\n\n{"text": "b"\n')
+    with pytest.raises(DataError, match=r"train.jsonl row 2: not JSON"):
+        decontaminate([str(train)], [str(against)], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "train.jsonl").exists()
