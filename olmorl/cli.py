@@ -504,6 +504,28 @@ def bench_verifiers(
     typer.echo("\ncode verifier (sandboxed)\n" + format_table(bench_code(code), unit="executions"))
 
 
+@bench_app.command("decontamination")
+def bench_decontamination(
+    train_rows: Annotated[int, typer.Option(min=1, help="Training rows at scale 1.")] = 5000,
+    eval_rows: Annotated[int, typer.Option(min=1, help="Evaluation rows at scale 1.")] = 500,
+    scales: Annotated[
+        str, typer.Option(help="Comma-separated multiples of the base sizes.")
+    ] = "1,2,4,8",
+) -> None:
+    """Time and peak memory of `data decontaminate` as the training rows, then the evaluation
+    rows, grow; ratios to the smallest size, so linear growth reads as ratios equal to the scales."""
+    from olmorl.bench.decontamination import bench_decontamination as run_bench
+    from olmorl.bench.decontamination import format_scaling
+
+    try:
+        factors = tuple(int(s) for s in scales.split(","))
+    except ValueError:
+        factors = ()
+    if not factors or min(factors) < 1:
+        raise _fail(f"--scales: expected positive integers separated by commas, got {scales!r}")
+    typer.echo(format_scaling(run_bench(train_rows, eval_rows, factors)))
+
+
 @data_app.command("synth")
 def data_synth(
     kind: Annotated[
