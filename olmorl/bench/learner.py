@@ -77,6 +77,7 @@ def _time_plain_loop(cfg: RLConfig, mini_batches, steps: int) -> float:
     from transformers import AutoModelForCausalLM
 
     from olmorl.algo import olmorl_policy_loss, token_logprobs
+    from olmorl.learner.attention import DENSE_MASK_KERNELS
 
     # A learner rank's threads: one per pinned core, else Ray's OMP_NUM_THREADS for an actor of
     # one CPU, which is 1.
@@ -90,14 +91,17 @@ def _time_plain_loop(cfg: RLConfig, mini_batches, steps: int) -> float:
         model.config.use_cache = False
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learner.lr, weight_decay=0.0)
 
+        # The rows' layout the learners use for this kernel, so that both sides do the same work.
+        pad = model.config._attn_implementation in DENSE_MASK_KERNELS
+
         def step() -> None:
             for mb in mini_batches:
                 for row in mb.rows:
-                    inputs = row.model_inputs()
+                    inputs = row.model_inputs(pad=pad)
                     logits = model(**inputs).logits  # [1, T, V] or [D, L, V]
-                    logprobs = token_logprobs(
-                        logits, inputs["input_ids"], cfg.rollout.temperature
-                    ).reshape(1, -1)  # [1, T]
+                    logprobs = row.in_row_order(
+                        token_logprobs(logits, inputs["input_ids"], cfg.rollout.temperature)
+                    )  # [1, T]
                     loss, _ = olmorl_policy_loss(
                         logprobs,
                         logprobs.detach(),
