@@ -258,8 +258,10 @@ def test_mixed_run_logs_reward_per_verifier(ray_cluster, tiny_model_dir, tmp_pat
 def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
     ray_cluster, tiny_model_dir, tmp_path
 ):
-    # Synchronous, without resampling: which prompts a step trains on is then fixed by the seed,
-    # so an uninterrupted run is the reference for the resumed one.
+    from olmorl.rl.prompts import PromptSampler
+
+    # Synchronous, without resampling: step k trains on the seeded sampler's k-th 8 prompts, so
+    # the sampler itself is the reference for the killed and the resumed run alike.
     settings = [
         "run.steps=6",
         "run.checkpoint_every=3",
@@ -268,8 +270,7 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         "algo.prompts_per_step=8",
         "algo.group_size=4",
     ]
-    whole = run_recipe("rl_target_token.yaml", tiny_model_dir, tmp_path / "whole", *settings)
-    # The same job as a process of its own, with its own Ray, SIGKILLed once step 4 is logged:
+    # The job as a process of its own, with its own Ray, SIGKILLed once step 4 is logged:
     # step 3's checkpoint is then the newest, and step 4 was trained but never saved. Its model
     # directory does not exist: the recipe's preset writes it, as for a newcomer's first run.
     killed = tmp_path / "killed" / "run"
@@ -322,16 +323,16 @@ def test_a_killed_run_resumes_with_the_same_prompts_in_the_same_order(
         log = [json.loads(line) for line in (run_dir / "data_log.jsonl").read_text().splitlines()]
         return {r["step"]: r["prompts"] for r in log}
 
-    reference, again = steps(whole.run_dir), steps(killed)
+    rows = len((REPO / "recipes/tiny/data/target_token.jsonl").read_text().splitlines())
+    drawn = PromptSampler(rows, seed=0).take(6 * 8)
+    reference = {step: drawn[8 * (step - 1) : 8 * step] for step in range(1, 7)}
+    again = steps(killed)
     # The resumed run replaced the dead attempt's log lines after step 3 with its own.
     lines = (killed / "data_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
-    resumed_steps = {step: again[step] for step in (4, 5, 6)}
-    print({step: sorted(p) for step, p in resumed_steps.items()})
-    for step in (4, 5, 6):
-        assert sorted(resumed_steps[step]) == sorted(reference[step]), step
-    every = [p for step in sorted(reference) for p in sorted(reference[step])]
-    assert len(every) == 6 * 8
+    print({step: sorted(p) for step, p in again.items()})
+    for step in range(1, 7):  # 1-3 from before the kill, 4-6 after the resume
+        assert sorted(again[step]) == sorted(reference[step]), step
 
 
 def test_a_rollout_engine_killed_mid_run_is_replaced_and_no_prompt_is_lost(
