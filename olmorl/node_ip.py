@@ -13,3 +13,10 @@ def node_ip_address() -> str:
     if not ray.is_initialized():
         return "127.0.0.1"
     return ray.util.get_node_ip_address()
+
+
+def this_node() -> dict[str, str]:
+    """This process's Ray node: its id and its IP (what a run's placement.json lists per actor)."""
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "ip": node_ip_address()}

@@ -29,12 +29,22 @@ class ActorGroup:
     """How one actor uses its GPUs, in messages ("TP 8"); empty when that goes without saying."""
     sized_by: tuple[str, ...]
     """The config keys that size the group, for the advice in messages."""
+    custom: tuple[tuple[str, float], ...] = ()
+    """Custom Ray resources each asks for (`learner.ray_resources`, `rollout.ray_resources`)."""
 
     def total(self, resource: str) -> float:
         return self.count * self.per_actor(resource)
 
     def per_actor(self, resource: str) -> float:
-        return {"CPU": self.cpus, "GPU": self.gpus}[resource]
+        return {"CPU": self.cpus, "GPU": self.gpus, **dict(self.custom)}.get(resource, 0.0)
+
+    def ask(self) -> dict[str, float]:
+        """What one actor asks Ray for: a placement-group bundle, or a node's room."""
+        return {"CPU": self.cpus, **({"GPU": self.gpus} if self.gpus else {}), **dict(self.custom)}
+
+    def fits_on(self, node_resources: Mapping[str, float]) -> bool:
+        """Whether a node with these total resources could ever hold one actor of the group."""
+        return all(node_resources.get(k, 0.0) >= v for k, v in self.ask().items())
 
     def describe(self, resource: str) -> str:
         """E.g. "56 for 7 rollout engines × TP 8", "4 for the judge server"."""
@@ -62,6 +72,8 @@ class ClusterNeeds:
         """E.g. "120 GPUs (64 for 64 learner ranks + 56 for 7 rollout engines × TP 8)"."""
         need = self.needed(resource)
         parts = " + ".join(g.describe(resource) for g in self.groups if g.total(resource))
+        if resource not in ("CPU", "GPU"):
+            return f"{need:g} of the custom resource {resource!r} ({parts})"
         return f"{need:g} {resource}{'s' * (need != 1)} ({parts})"
 
     def shortfall(
@@ -70,7 +82,8 @@ class ClusterNeeds:
         """What `resources` (the cluster's totals) lack for this job, in one message; None if
         they suffice. `largest_node_gpus`: an actor's GPUs must all sit on one node."""
         problems, short = [], set()
-        for resource in ("GPU", "CPU"):
+        custom = sorted({name for g in self.groups for name, _ in g.custom})
+        for resource in ("GPU", "CPU", *custom):
             need, have = self.needed(resource), resources.get(resource, 0.0)
             if need > have:
                 short.add(resource)
@@ -98,8 +111,7 @@ class ClusterNeeds:
         """One placement-group bundle per actor, in `groups` order."""
         out = []
         for g in self.groups:
-            bundle = {"CPU": g.cpus, **({"GPU": g.gpus} if g.gpus else {})}
-            out += [bundle] * g.count
+            out += [g.ask()] * g.count
         return out
 
     def bundle_index(self, role: str, index: int) -> int:
@@ -122,7 +134,14 @@ def uses_gpus(resources: Mapping[str, float]) -> bool:
 
 def learner_group(learner: LearnerConfig, gpus: bool) -> ActorGroup:
     return ActorGroup(
-        "learner", "learner rank", learner.num_workers, 1, int(gpus), "", ("learner.num_workers",)
+        "learner",
+        "learner rank",
+        learner.num_workers,
+        1,
+        int(gpus),
+        "",
+        ("learner.num_workers",),
+        tuple(sorted(learner.ray_resources.items())),
     )
 
 
@@ -136,6 +155,7 @@ def engine_group(rollout: RolloutConfig, gpus: bool) -> ActorGroup:
         tp if gpus else 0,
         f"TP {tp}" if tp > 1 else "",
         ("rollout.num_actors", *(("rollout.tensor_parallel_size",) if gpus else ())),
+        tuple(sorted(rollout.ray_resources.items())),
     )
 
 

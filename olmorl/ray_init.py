@@ -9,7 +9,7 @@ wait on an actor's start-up and names the actors that did not start.
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ class Reservation:
         and GPUs and, when GPUs are reserved, the bundle held for it."""
         group = self.needs.group(role)
         options: dict[str, Any] = {"num_cpus": group.cpus, "num_gpus": group.gpus}
+        if group.custom:
+            options["resources"] = dict(group.custom)
         if self._group is not None:
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -143,17 +145,26 @@ def reserve(needs: ClusterNeeds, timeout_s: float) -> Reservation:
     return Reservation(needs, group)
 
 
-def wait_started(refs: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+def wait_started(
+    refs: Mapping[str, Any],
+    timeout_s: float,
+    check: Callable[[], None] | None = None,
+    check_every_s: float = 5.0,
+) -> dict[str, Any]:
     """The results of named actors' start-up calls (e.g. {"rollout engine 0": ref}). A start-up
-    that fails raises at once; past `timeout_s`, ActorStartTimeout names those still starting."""
+    that fails raises at once; past `timeout_s`, ActorStartTimeout names those still starting.
+    `check`, run every `check_every_s` while waiting, raises when waiting on is pointless."""
     import ray
 
     deadline = time.monotonic() + timeout_s
     pending = list(refs.values())
     while pending:
-        ready, pending = ray.wait(
-            pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic())
-        )
+        left = max(0.0, deadline - time.monotonic())
+        wait_s = left if check is None else min(left, check_every_s)
+        ready, pending = ray.wait(pending, num_returns=1, timeout=wait_s)
+        if not ready and check is not None and time.monotonic() < deadline:
+            check()
+            continue
         if not ready:
             stuck = ", ".join(name for name, ref in refs.items() if ref in pending)
             raise ActorStartTimeout(

@@ -85,6 +85,10 @@ class LearnerConfig(StrictConfig):
     """CPU machines: cores every learner rank's threads are pinned to. Disjoint from
     rollout.cpu_cores, training and generation overlap instead of time-slicing (as GPUs are
     disjoint on a cluster)."""
+    ray_resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources each learner rank asks for besides its CPU and GPU, e.g.
+    `{learner_node: 1}`: only nodes started with `ray start --resources` holding them take a
+    rank, which pins the ranks to those nodes."""
 
     @field_validator("strategy", mode="before")
     @classmethod

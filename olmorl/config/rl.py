@@ -38,6 +38,10 @@ class RolloutConfig(StrictConfig):
     rides out an engine dying during a push."""
     cpu_cores: list[int] | None = None
     """CPU machines: cores each engine's processes and vLLM's OpenMP threads are pinned to."""
+    ray_resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources each engine asks for besides its CPU and GPUs, e.g.
+    `{engine_node: 1}`: only nodes started with `ray start --resources` holding them take an
+    engine (see learner.ray_resources)."""
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower decode)."""
     seeded: bool = False

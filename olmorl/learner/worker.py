@@ -39,7 +39,7 @@ from olmorl.learner.batch import MiniBatch, PreferenceMiniBatch
 from olmorl.learner.checkpoint import write_hf_checkpoint
 from olmorl.learner.device import cuda_index, measure_matmul_flops
 from olmorl.learner.scoring import TokenScores, use_chunked_head
-from olmorl.node_ip import node_ip_address
+from olmorl.node_ip import node_ip_address, this_node
 
 _COUNTERS_NAME = "learner.json"
 
@@ -94,6 +94,10 @@ class LearnerWorker:
         with socket.socket() as s:
             s.bind(("", 0))
             return node_ip_address(), s.getsockname()[1]
+
+    def where(self) -> dict[str, str]:
+        """This rank's Ray node id and IP."""
+        return this_node()
 
     def setup(
         self,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import ray
-from ray.exceptions import RayActorError, TaskUnschedulableError
+from ray.exceptions import RayActorError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from olmorl.actor_logs import actor_options
@@ -36,6 +36,9 @@ from olmorl.rollout.judge_server import JudgeServer
 from olmorl.rollout.weight_sync import build_weight_sink
 from olmorl.train.learners import LearnerGroup
 
+NODE_ANSWER_S = 30.0
+"""How long a node may take to run the check for a dead engine's processes: a node that died
+is only marked dead by Ray after it has missed its heartbeats for a while (15 s here)."""
 GPU_PROBE_TIMEOUT_S = 60.0
 """How long the memory check waits for a free GPU to measure; on a cluster busy with other jobs
 the run goes on unchecked rather than wait as long again for its reservation."""
@@ -100,12 +103,23 @@ class RLCluster:
         }
         self.learners.wait("setup", self.learners.start())
         wait_started(engines_started, limit)
+        self.nodes = self._where()
         verifiers = cfg.verifiers
         if judge_url is not None:
             url = wait_started({"the judge server": judge_url}, limit)["the judge server"]
             verifiers = _with_judge_url(verifiers, url)
         self.reward_workers = new_reward_workers(verifiers, verifier_names)
         self.version = 0
+
+    def _where(self) -> dict[str, dict[str, str]]:
+        """Each actor's Ray node id and IP, by name ("learner rank 0", "rollout engine 1")."""
+        actors = {f"learner rank {r}": a for r, a in enumerate(self.learners.actors)}
+        actors |= {f"rollout engine {i}": a for i, a in enumerate(self.rollout_actors)}
+        if self.judge_server is not None:
+            actors["judge server"] = self.judge_server
+        limit = self.cfg.run.stage_timeout_s
+        found = ray.get([a.where.remote() for a in actors.values()], timeout=limit)
+        return dict(zip(actors, found, strict=True))
 
     def _new_engine(self, index: int) -> ray.actor.ActorHandle:
         """Engine `index` as a new actor (not started), with a new process tag."""
@@ -121,8 +135,11 @@ class RLCluster:
 
         def start() -> None:
             try:
+                self._check_room_for_engine(index)
                 self._retire_engine(index)
-                engine = start_with_backoff(lambda: self._start_engine(index), name)
+                engine = start_with_backoff(
+                    lambda: self._start_engine(index), name, final=(EngineLost,)
+                )
             except Exception as e:  # noqa: BLE001 -- reported by install_replacements
                 with self._replacing:
                     self._replacement_errors[index] = f"{type(e).__name__}: {e}"
@@ -143,6 +160,24 @@ class RLCluster:
         ray.kill(self.rollout_actors[index])
         self._reap(index)
 
+    def _check_room_for_engine(self, index: int) -> None:
+        """Raises EngineLost when no live node of the cluster could ever hold an engine (its
+        node has left, say, and only that node had the engines' custom resource): waiting for
+        the replacement to be scheduled would then wait for run.stage_timeout_s, for nothing."""
+        group = self.placement.needs.group("engine")
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        if any(group.fits_on(n["Resources"]) for n in alive):
+            return
+        where = self.nodes.get(f"rollout engine {index}")
+        gone = where is not None and where["node_id"] not in {n["NodeID"] for n in alive}
+        asked = ", ".join(f"{k} {v:g}" for k, v in group.ask().items())
+        raise EngineLost(
+            f"rollout engine {index} died"
+            + (f" with its node {where['ip']} (id {where['node_id'][:12]})" if gone else "")
+            + f", and no live node of the Ray cluster has what an engine asks for ({asked}); "
+            "bring such a node back"
+        )
+
     def _reap(self, index: int) -> None:
         """Kills whatever still runs with engine `index`'s current tag, on any node, and waits
         until it is gone."""
@@ -159,7 +194,12 @@ class RLCluster:
                 raise EngineLost(f"rollout engine {index} not replaced: the run is shutting down")
             engine = self._starting[index] = self._new_engine(index)
         try:
-            wait_started({f"rollout engine {index}": engine.start.remote()}, limit)
+            wait_started(
+                {f"rollout engine {index}": engine.start.remote()},
+                limit,
+                check=lambda: self._check_room_for_engine(index),
+            )
+            where = ray.get(engine.where.remote(), timeout=limit)
         except BaseException:
             ray.kill(engine)
             self._reap(index)
@@ -167,6 +207,7 @@ class RLCluster:
         finally:
             with self._replacing:
                 self._starting.pop(index, None)
+        self.nodes[f"rollout engine {index}"] = where
         return engine
 
     def install_replacements(self) -> list[int]:
@@ -378,8 +419,8 @@ def _kill_tagged(tag: str) -> list[str]:
     killed = set()  # several Ray nodes on one host all see its processes
     for address, call in calls:
         try:
-            killed.update(f"{pid}@{address}" for pid in ray.get(call))
-        except TaskUnschedulableError:
+            killed.update(f"{pid}@{address}" for pid in ray.get(call, timeout=NODE_ANSWER_S))
+        except RayError:  # the node left or is leaving (unschedulable, died, or silent)
             continue
     return sorted(killed)
 
@@ -387,10 +428,15 @@ def _kill_tagged(tag: str) -> list[str]:
 def new_reward_workers(
     verifiers: VerifiersConfig, verifier_names: Sequence[str]
 ) -> list[ray.actor.ActorHandle]:
-    """`verifiers.num_workers` reward actors serving the named verifiers."""
+    """`verifiers.num_workers` reward actors serving the named verifiers, on the driver's node:
+    they share its fate, where on an engine's node they would stop the run when that node
+    leaves the cluster."""
+    driver_node = NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=False
+    )
     return [
         ray.remote(RewardWorker)
-        .options(num_cpus=0, **actor_options(f"reward-{index}"))
+        .options(num_cpus=0, scheduling_strategy=driver_node, **actor_options(f"reward-{index}"))
         .remote(verifiers, verifier_names)
         for index in range(verifiers.num_workers)
     ]

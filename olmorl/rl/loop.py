@@ -23,6 +23,7 @@ from olmorl.train.loop import RunResult
 def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     """Runs (or with `resume`, continues from its newest intact checkpoint) an RL job."""
     import ray
+    from ray.exceptions import RayActorError
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -76,6 +77,8 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
     producer = None
     try:
         cluster = RLCluster(cfg, verifier_names)
+        atomic_write_text(run_dir / "placement.json", json.dumps(cluster.nodes, indent=1))
+        print(placement_line(cluster.nodes), flush=True)
         if found:
             cluster.learners.load(found[0])
         cluster.push_weights()  # engines serve exactly the learners' weights from the first rollout
@@ -124,6 +127,7 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         RolloutStalled,
         EngineLost,
         ActorStartTimeout,
+        RayActorError,  # any other actor of the run that died: a stop to resume from
     ) as e:
         raise stopped(e, run_dir) from None
     finally:
@@ -145,6 +149,16 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         ],
     )
     return RunResult(run_dir, log.path, plot, tuple(checkpoints), start)
+
+
+def placement_line(nodes: dict[str, dict[str, str]]) -> str:
+    """Where the run's actors started, one node after another: "placement: learner rank 0,
+    learner rank 1 on node 3f2a9c1e07b4 (10.0.0.1); rollout engine 0 on node ...". The same is
+    in the run directory's placement.json."""
+    by_node: dict[str, list[str]] = {}
+    for actor, where in nodes.items():
+        by_node.setdefault(f"node {where['node_id'][:12]} ({where['ip']})", []).append(actor)
+    return "placement: " + "; ".join(f"{', '.join(a)} on {n}" for n, a in by_node.items())
 
 
 def check_verifier_hosts(names: list[str]) -> None:

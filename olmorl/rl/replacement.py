@@ -54,11 +54,12 @@ def start_with_backoff(
     attempts: int = START_ATTEMPTS,
     first_pause_s: float = FIRST_PAUSE_S,
     sleep: Callable[[float], None] = time.sleep,
+    final: tuple[type[Exception], ...] = (),
 ) -> T:
     """`start()`'s result, trying up to `attempts` times, pausing `first_pause_s`, then twice as
     long after each failure (memory a killed engine held can take a while to be free again).
     After the last failure raises ReplacementFailed naming `name` and every attempt's error,
-    from the last one."""
+    from the last one. An error of a `final` type is raised at once: no retry can help."""
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, not {attempts}")
     errors: list[str] = []
@@ -66,6 +67,8 @@ def start_with_backoff(
     for attempt in range(1, attempts + 1):
         try:
             return start()
+        except final:
+            raise
         except Exception as e:  # retried; every attempt's error is reported at the end
             errors.append(f"attempt {attempt}: {type(e).__name__}: {_first_line(e)}")
             if attempt == attempts:

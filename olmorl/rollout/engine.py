@@ -213,6 +213,12 @@ class RolloutEngine:
         await self.llm.resume_generation()
         self.activity.paused(False)
 
+    def where(self) -> dict[str, str]:
+        """This engine's Ray node id and IP."""
+        from olmorl.node_ip import this_node
+
+        return this_node()
+
     def take_activity(self) -> dict[str, float]:
         """Busy time, occupancy, pause time and tokens since the last call (`EngineActivity`)."""
         return self.activity.take()

@@ -124,6 +124,12 @@ class JudgeServer:
             raise RuntimeError("the judge server is not started; call start() first")
         return base_url(self.host, self.port)
 
+    def where(self) -> dict[str, str]:
+        """This server's Ray node id and IP."""
+        from olmorl.node_ip import this_node
+
+        return this_node()
+
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stops the server (SIGTERM); past `timeout_s`, kills its whole process group."""
         process, self.process = self.process, None

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from olmorl.config import RLConfig, load_config
+from olmorl.placement import rl_needs
 from olmorl.processes import TAG_ENV, tagged
 from olmorl.rl.replacement import ReplacementFailed, start_with_backoff, wait_until_gone
 
@@ -115,12 +116,16 @@ def test_an_engine_s_processes_are_found_by_its_tag_even_once_orphaned():
 
 class FakeEngine:
     """An engine actor handle; `start.remote()` gives back the engine, for `wait_started`, and
-    `shutdown.remote()` nothing (the fake `wait_quietly` ignores it)."""
+    `shutdown.remote()` nothing (the fake `wait_quietly` ignores it), `where.remote()` its node
+    (the fake `ray.get` passes it through)."""
 
     def __init__(self, tag: str):
         self.tag = tag
         self.start = types.SimpleNamespace(remote=lambda: self)
         self.shutdown = types.SimpleNamespace(remote=lambda: None)
+        self.where = types.SimpleNamespace(
+            remote=lambda: {"node_id": "n-engines", "ip": "10.0.0.2"}
+        )
 
     def __repr__(self) -> str:
         return self.tag
@@ -140,7 +145,7 @@ class Replacements:
             self.events.append(("new", tag))
             return FakeEngine(tag)
 
-        def wait_started(refs, timeout_s):
+        def wait_started(refs, timeout_s, check=None):
             [engine] = refs.values()
             self.events.append(("start", engine.tag))
             started(engine)
@@ -157,17 +162,27 @@ class Replacements:
         monkeypatch.setattr(cluster_module.ray, "kill", kill)
         monkeypatch.setattr(cluster_module, "_kill_tagged", reaped)
         monkeypatch.setattr(cluster_module, "wait_quietly", lambda refs: None)
+        monkeypatch.setattr(cluster_module.ray, "get", lambda value, timeout=None: value)
+        self.nodes = [
+            {"NodeID": "n-engines", "Alive": True, "Resources": {"CPU": 4.0, "engines": 1.0}}
+        ]
+        monkeypatch.setattr(cluster_module.ray, "nodes", lambda: self.nodes)
         monkeypatch.setattr(
             cluster_module.uuid, "uuid4", lambda: types.SimpleNamespace(hex=next(tags))
         )
         monkeypatch.setattr(
             cluster_module,
             "start_with_backoff",
-            lambda start, name: start_with_backoff(start, name, first_pause_s=0),
+            lambda start, name, **kw: start_with_backoff(start, name, first_pause_s=0, **kw),
         )
         cluster = cluster_module.RLCluster.__new__(cluster_module.RLCluster)
-        cluster.cfg = load_config(RLConfig, RECIPES / "tiny/rl_target_token.yaml", [])
-        cluster.placement = types.SimpleNamespace(release=lambda: None)
+        cluster.cfg = load_config(
+            RLConfig, RECIPES / "tiny/rl_target_token.yaml", ["rollout.ray_resources={engines: 1}"]
+        )
+        cluster.placement = types.SimpleNamespace(
+            release=lambda: None, needs=rl_needs(cluster.cfg, gpus=False)
+        )
+        cluster.nodes = {"rollout engine 0": {"node_id": "n-engines", "ip": "10.0.0.2"}}
         cluster.learners = types.SimpleNamespace(shutdown=lambda: None)
         cluster.reward_workers, cluster.judge_server = [], None
         cluster._replacing = threading.Lock()
@@ -230,3 +245,40 @@ def test_a_replacement_starting_at_shutdown_is_killed_and_not_kept(monkeypatch):
         ("new", "olmorl-engine-0-tag-0"),
         ("new", replacing),
     ]
+
+
+def test_an_engine_whose_node_left_with_the_resource_it_needs_stops_the_run_at_once(
+    monkeypatch,
+):
+    """The engines' node died and no other node has the custom resource engines ask for: the
+    replacement would wait run.stage_timeout_s (an hour by default) for nothing. It fails at
+    once, naming the node, and install_replacements reports it (the loop then names the
+    checkpoint to resume from)."""
+    replacements = Replacements(monkeypatch, lambda engine: None)
+    replacements.nodes[:] = [
+        {"NodeID": "n-learners", "Alive": True, "Resources": {"CPU": 8.0, "learners": 2.0}},
+        {"NodeID": "n-engines", "Alive": False, "Resources": {"CPU": 4.0, "engines": 1.0}},
+    ]
+    cluster = replacements.cluster
+    cluster.replace_engine(0)
+    replacements.replaced()
+    with pytest.raises(Exception) as lost:
+        cluster.install_replacements()
+    message = str(lost.value)
+    print(message)
+    assert type(lost.value).__name__ == "EngineLost"
+    assert "rollout engine 0 died with its node 10.0.0.2 (id n-engines)" in message
+    assert (
+        "no live node of the Ray cluster has what an engine asks for (CPU 1, engines 1)" in message
+    )
+    assert not [e for e in replacements.events[1:] if e[0] == "new"], "a replacement was started"
+
+
+def test_an_engine_replacement_goes_on_while_a_live_node_has_room(monkeypatch):
+    replacements = Replacements(monkeypatch, lambda engine: None)
+    replacements.nodes[:] = [
+        {"NodeID": "n-engines", "Alive": False, "Resources": {"CPU": 4.0, "engines": 1.0}},
+        {"NodeID": "n-spare", "Alive": True, "Resources": {"CPU": 4.0, "engines": 1.0}},
+    ]
+    replacements.cluster.replace_engine(0)
+    assert isinstance(replacements.replaced()[0], FakeEngine)

@@ -241,3 +241,31 @@ def test_a_cluster_whose_start_fails_kills_the_actors_it_created(monkeypatch):
     with pytest.raises(RuntimeError, match="learner set-up failed"):
         cluster_module.RLCluster(rl("tiny/rl_target_token.yaml"), ["contains"])
     assert killed == ["engine-0", "engine-1"] and released == [True]
+
+
+def test_custom_resources_pin_actors_and_a_cluster_without_them_is_refused_naming_them():
+    from olmorl.ray_init import Reservation
+
+    cfg = rl(
+        "tiny/rl_target_token.yaml",
+        "learner.ray_resources={learner_node: 1}",
+        "rollout.ray_resources={engine_node: 1}",
+    )
+    needs = rl_needs(cfg, gpus=False)
+    assert needs.bundles() == [{"CPU": 1, "learner_node": 1}] * 2 + [{"CPU": 1, "engine_node": 1}]
+    reservation = Reservation(needs)
+    assert reservation.actor_options("engine", 0) == {
+        "num_cpus": 1,
+        "num_gpus": 0,
+        "resources": {"engine_node": 1},
+    }
+    assert needs.shortfall({"CPU": 8, "learner_node": 4, "engine_node": 1}) is None
+    problem = needs.shortfall({"CPU": 8, "learner_node": 4})
+    print(problem)
+    assert problem.startswith(
+        "this run needs 1 of the custom resource 'engine_node' (1 for the rollout engine) and "
+        "the Ray cluster has 0"
+    )
+    assert "Lower rollout.num_actors" in problem
+    node = {"CPU": 4, "engine_node": 1}
+    assert needs.group("engine").fits_on(node) and not needs.group("learner").fits_on(node)
