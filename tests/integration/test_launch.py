@@ -1,119 +1,103 @@
-"""`ray job submit` of the tiny RL, SFT and DPO recipes against a head started by
-`launch/ray_node.sh head` (`ray start --head` from the repository's environment).
-
-The head runs with `--block` in a child process, so stopping it stops exactly this head and
-not the Ray cluster the other integration tests share.
+"""`launch/submit.sh` (`ray job submit`) of the tiny SFT, DPO, pretraining and RL recipes against
+a head started by `launch/ray_node.sh head` (ray_nodes.py): each runs to its end, and an RL job
+submitted with --no-wait is followed with `ray job logs --follow`, stopped with `ray job stop`
+and resumed from its last checkpoint with --resume.
 """
 
 import json
-import os
-import shutil
-import socket
+import re
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from ray_nodes import REPO, RayNodes, ray_env
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ray_job_submit_runs_rl_sft_dpo_and_pretrain_recipes(tiny_model_dir, tmp_path):
-    bin_dir = Path(sys.executable).parent
-    # A loopback-only head for this test: Ray's token authentication is switched off so the job
-    # client needs no token (a real cluster keeps it on and hands the token to its clients).
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "RAY_ADDRESS": "",
-        "RAY_AUTH_MODE": "disabled",
-    }
-    dashboard = free_port()
-    # Ray's unix sockets live under --temp-dir, and socket paths may not exceed ~107 bytes: a
-    # pytest tmp_path is too deep, so the head gets a short directory of its own.
-    ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    head_log = (tmp_path / "head.log").open("w")
-    # Started as a cluster's head is (launch/README.md), on free ports and loopback only.
-    head_env = {
-        **env,
-        "RAY_PORT": str(free_port()),
-        "RAY_DASHBOARD_PORT": str(dashboard),
-        "RAY_DASHBOARD_HOST": "127.0.0.1",
-    }
-    head = subprocess.Popen(
-        [
-            str(REPO / "launch" / "ray_node.sh"),
-            "head",
-            "--block",
-            "--num-cpus=4",
-            "--include-dashboard=true",
-            # The session's other Ray cluster (integration tests before this one) holds the
-            # default agent ports; a head whose agent cannot bind accepts no jobs.
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--temp-dir={ray_dir}",
-        ],
-        env=head_env,
-        stdout=head_log,
-        stderr=subprocess.STDOUT,
-    )
-    address = f"http://127.0.0.1:{dashboard}"
+def test_ray_job_submit_runs_follows_stops_and_resumes_the_recipes(tiny_model_dir, tmp_path):
+    env = ray_env()
+    cluster = RayNodes(tmp_path)
+    # Started as a cluster's head is (launch/README.md), with the dashboard's job server.
+    head = cluster.head("--num-cpus=4", "--include-dashboard=true")
+    address = cluster.dashboard_address
     try:
         _wait_for_job_server(address, env, head, tmp_path / "head.log")
         out = tmp_path / "runs"
         # Every trainer logs a step 0: held-out metrics before training.
-        jobs = [
-            ("rl", "recipes/tiny/rl_math.yaml", [0, 1, 2]),
-            ("sft", "recipes/tiny/sft_copy.yaml", [0, 1, 2]),
-            ("dpo", "recipes/tiny/dpo_copy.yaml", [0, 1, 2]),
-            ("pretrain", "recipes/tiny/pretrain.yaml", [0, 1, 2]),
-        ]
-        for command, recipe, logged_steps in jobs:
+        for command, recipe in [
+            ("sft", "recipes/tiny/sft_copy.yaml"),
+            ("dpo", "recipes/tiny/dpo_copy.yaml"),
+            ("pretrain", "recipes/tiny/pretrain.yaml"),
+        ]:
             _submit(address, env, out, command, recipe, f"model.path={tiny_model_dir}")
             run = out / command
             steps = [
                 json.loads(line)["step"]
                 for line in (run / "metrics.jsonl").read_text().splitlines()
             ]
-            assert steps == logged_steps, command
+            assert steps == [0, 1, 2], command
             assert (run / "checkpoints" / "step_000002" / "model.safetensors").is_file(), command
             assert (run / "config.yaml").is_file(), command
-        # Resuming a submitted run (launch/README.md): the same command with --resume and a
-        # longer run continues from its last checkpoint.
-        _submit(
-            address, env, out, "rl", "recipes/tiny/rl_math.yaml", f"model.path={tiny_model_dir}",
-            "run.steps=3", "--resume",
-        )  # fmt: skip
+
+        # An RL job submitted without waiting, followed, stopped once it has a checkpoint, and
+        # resumed from it (launch/README.md's commands, as written there).
+        rl = ("rl", "recipes/tiny/rl_math.yaml", f"model.path={tiny_model_dir}")
+        submitted = _submit(address, env, out, *rl, "run.steps=500", "run.checkpoint_every=2",
+                            no_wait=True)  # fmt: skip
+        job_id = re.search(r"Job '(\S+)' submitted successfully", submitted).group(1)
+        follow = subprocess.Popen(
+            ["ray", "job", "logs", "--follow", job_id, "--address", address],
+            env=env,
+            stdout=(tmp_path / "follow.txt").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        checkpoints = out / "rl" / "checkpoints"
+        deadline = time.monotonic() + 540
+        while not list(checkpoints.glob("step_*")):
+            assert time.monotonic() < deadline, (tmp_path / "follow.txt").read_text()[-3000:]
+            time.sleep(0.5)
+        stop = subprocess.run(
+            ["ray", "job", "stop", job_id, "--address", address],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert follow.wait(timeout=120) is not None  # --follow ends with the job
+        followed = (tmp_path / "follow.txt").read_text()
+        assert "placement: learner rank 0" in followed and "olmorl rl" in followed
+        status = subprocess.run(
+            ["ray", "job", "status", job_id, "--address", address],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        assert f"Job '{job_id}' was stopped" in status, status
+        newest = max(int(p.name.split("_")[1]) for p in checkpoints.glob("step_*"))
+        _submit(address, env, out, *rl, f"run.steps={newest + 1}", "--resume")
         records = [
             json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()
         ]
-        assert [r["step"] for r in records] == [0, 1, 2, 3]
+        assert [r["step"] for r in records] == list(range(newest + 2))
     finally:
-        head.terminate()
-        head.wait(timeout=90)
-        head_log.close()
-        shutil.rmtree(ray_dir, ignore_errors=True)
+        cluster.stop()
 
 
-def _submit(address: str, env: dict, out: Path, command: str, recipe: str, *overrides: str):
-    """`launch/submit.sh COMMAND RECIPE` for two steps, into out/COMMAND; asserts it succeeded."""
+def _submit(
+    address: str, env: dict, out: Path, command: str, recipe: str, *overrides: str, no_wait=False
+) -> str:
+    """`launch/submit.sh [--no-wait] COMMAND RECIPE` for two steps (unless `overrides` say
+    otherwise), into out/COMMAND; asserts it succeeded (or was submitted); returns its output."""
     for _ in range(5):
         submit = subprocess.run(
             [
                 "bash",
                 str(REPO / "launch" / "submit.sh"),
+                *(["--no-wait"] if no_wait else []),
                 command,
                 recipe,
                 "run.steps=2",
@@ -131,7 +115,8 @@ def _submit(address: str, env: dict, out: Path, command: str, recipe: str, *over
             break
         time.sleep(5)
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
-    assert "succeeded" in submit.stdout
+    assert ("submitted successfully" if no_wait else "succeeded") in submit.stdout
+    return submit.stdout + submit.stderr
 
 
 def _wait_for_job_server(
