@@ -36,6 +36,7 @@ RL_ZERO_VERIFIERS = {"Math": "math", "Code": "code", "IF": "ifeval", "General": 
 DPO_FIGURES = {
     "dpo_think_7b": ("allenai/Olmo-3-7B-Think-SFT", ["allenai/Dolci-Think-DPO-7B"], 8e-8),
     "dpo_instruct_7b": ("allenai/Olmo-3-7B-Instruct-SFT", ["allenai/Dolci-Instruct-DPO"], 1e-6),
+    "dpo_think_32b": ("allenai/Olmo-3-32B-Think-SFT", ["allenai/Dolci-Think-DPO-32B"], 7e-8),
 }
 # SFT: data, LR; all from the midtrained base, 1M-token batches, 2 epochs, 32K sequences.
 SFT_FIGURES = {
