@@ -115,6 +115,10 @@ def plan_rl(cfg: RLConfig, cluster: ClusterShape, shape: ModelShape | None = Non
     else:
         for index, actors in enumerate(nodes):
             report.append(f"node {index}: {', '.join(actors) if actors else '(idle)'}")
+    report.append(
+        f"reward workers: {cfg.verifiers.num_workers}, no GPU, on the driver's node (the head "
+        "under `ray job submit`)"
+    )
 
     setup = learner_setup(cfg)
     learner = learner_bytes(shape, setup)
