@@ -17,6 +17,6 @@ fi
 command=$1
 shift
 # Keep the upload small: the virtual environment, local models and old runs stay behind.
-exec ray job submit --address "$RAY_ADDRESS" --working-dir . "${wait[@]}" \
+exec ray job submit --address "$RAY_ADDRESS" --working-dir . ${wait[@]+"${wait[@]}"} \
   --runtime-env-json '{"excludes": [".venv", "models", "runs", ".git", "wandb"]}' \
   -- python -m olmorl "$command" "$@" "run.output_dir=$output_dir"

@@ -52,22 +52,31 @@ def cluster_uses_gpus() -> bool:
     return uses_gpus(ray.cluster_resources())
 
 
-def cluster_gpus(timeout_s: float) -> tuple[list[int], float] | None:
-    """The GPU count of each live node that has GPUs, and one GPU's memory in GiB, measured by a
-    task on one of them; None when no GPU was free to measure within `timeout_s`."""
+def gpus_per_node() -> list[int]:
+    """The GPU count of each live node that has GPUs."""
     import ray
-    from ray.exceptions import GetTimeoutError
 
-    per_node = [
+    return [
         int(n["Resources"]["GPU"]) for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")
     ]
-    probe = ray.remote(num_gpus=1, num_cpus=0)(_gpu_memory_bytes).remote()
+
+
+def gpu_memory_gib(timeout_s: float, resources: Mapping[str, float]) -> float | None:
+    """One GPU's memory in GiB, measured by a task on a node that also holds `resources` (an
+    actor group's custom resources: the kind of node it will get); None when none was free
+    within `timeout_s` or the task failed."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    task = ray.remote(num_gpus=1, num_cpus=0)(_gpu_memory_bytes)
+    probe = task.options(resources=dict(resources)).remote()
     try:
-        memory = ray.get(probe, timeout=timeout_s)
+        return ray.get(probe, timeout=timeout_s) / 2**30
     except GetTimeoutError:
         ray.cancel(probe, force=True)
         return None
-    return per_node, memory / 2**30
+    except RayError:
+        return None
 
 
 def _gpu_memory_bytes() -> int:

@@ -54,6 +54,16 @@ class DeepSpeedStrategy(StrictConfig):
 LearnerStrategy = Annotated[FSDP2Strategy | DeepSpeedStrategy, Field(discriminator="name")]
 
 
+def custom_ray_resources(value: dict[str, float]) -> dict[str, float]:
+    """`ray_resources` names custom resources only: CPUs and GPUs are what olmorl itself asks."""
+    builtin = sorted(set(value) & {"CPU", "GPU", "memory", "object_store_memory"})
+    if builtin:
+        raise ValueError(
+            f"{', '.join(builtin)} cannot be a custom resource; olmorl asks for CPUs and GPUs itself"
+        )
+    return value
+
+
 class LearnerConfig(StrictConfig):
     num_workers: int = Field(default=1, ge=1)
     """Learner processes (one per GPU), forming one data-parallel group."""
@@ -89,6 +99,11 @@ class LearnerConfig(StrictConfig):
     """Custom Ray resources each learner rank asks for besides its CPU and GPU, e.g.
     `{learner_node: 1}`: only nodes started with `ray start --resources` holding them take a
     rank, which pins the ranks to those nodes."""
+
+    @field_validator("ray_resources")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        return custom_ray_resources(value)
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -178,6 +193,9 @@ class RunConfig(StrictConfig):
     verbose: bool = False
     """Print every actor's output (vLLM, Ray, the learners) on the console; by default it goes to
     the run's logs/ folder and the console shows progress, olmorl's messages and warnings."""
+    check_gpu_memory: bool = True
+    """RL on GPUs: before anything starts, measure the GPUs the learners and engines would get
+    and stop when the planner's estimate does not fit them (`olmorl plan`); false skips it."""
 
 
 class TrainerRunConfig(RunConfig):

@@ -9,7 +9,13 @@ from typing import Any, Literal, Self
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from olmorl.config.base import StrictConfig
-from olmorl.config.components import DataConfig, LearnerConfig, ModelConfig, RunConfig
+from olmorl.config.components import (
+    DataConfig,
+    LearnerConfig,
+    ModelConfig,
+    RunConfig,
+    custom_ray_resources,
+)
 
 
 class RolloutConfig(StrictConfig):
@@ -42,6 +48,12 @@ class RolloutConfig(StrictConfig):
     """Custom Ray resources each engine asks for besides its CPU and GPUs, e.g.
     `{engine_node: 1}`: only nodes started with `ray start --resources` holding them take an
     engine (see learner.ray_resources)."""
+
+    @field_validator("ray_resources")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        return custom_ray_resources(value)
+
     enforce_eager: bool = False
     """Disable CUDA graphs / compilation in vLLM (faster start, slower decode)."""
     seeded: bool = False

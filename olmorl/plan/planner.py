@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, replace
 
 from olmorl.config import RLConfig
+from olmorl.learner.attention import DENSE_MASK_KERNELS
 from olmorl.placement import ActorGroup, ClusterNeeds, rl_needs
 from olmorl.plan.memory import (
     LearnerSetup,
@@ -94,7 +95,7 @@ def learner_setup(cfg: RLConfig) -> LearnerSetup:
         offload_optimizer=getattr(strategy, "offload_optimizer", False),
         chunk_tokens=cfg.learner.logprob_chunk_tokens,
         # Unset, the learners pick flash-attn or flex on a GPU: no dense mask.
-        dense_masks=attn == "sdpa",
+        dense_masks=attn in DENSE_MASK_KERNELS,
     )
 
 

@@ -5,7 +5,7 @@ its start stops the run at once, with what would fit (`olmorl plan` prints the s
 from olmorl.config import RLConfig
 from olmorl.plan.planner import ClusterShape, plan_rl
 from olmorl.plan.shapes import model_shape
-from olmorl.ray_init import ClusterTooSmall, cluster_gpus
+from olmorl.ray_init import ClusterTooSmall, gpu_memory_gib, gpus_per_node
 
 
 def check_gpu_memory(cfg: RLConfig, timeout_s: float) -> list[str]:
@@ -16,16 +16,22 @@ def check_gpu_memory(cfg: RLConfig, timeout_s: float) -> list[str]:
         shape = model_shape(cfg.model.path)
     except ValueError as e:
         return [f"GPU memory not checked: {e}"]
-    gpus = cluster_gpus(timeout_s)
-    if gpus is None:
-        return [f"GPU memory not checked: no GPU of the cluster was free within {timeout_s:g} s"]
-    per_node, gpu_memory_gib = gpus
-    cluster = ClusterShape(len(per_node), max(per_node), gpu_memory_gib)
+    # The GPUs each group would get: on a cluster of mixed GPUs, its custom resources say which.
+    measured = [
+        gpu_memory_gib(timeout_s, resources)
+        for resources in (cfg.learner.ray_resources, cfg.rollout.ray_resources)
+    ]
+    if None in measured:
+        why = f"no GPU of the cluster could be measured within {timeout_s:g} s"
+        return [f"GPU memory not checked: {why} (run.check_gpu_memory=false skips the check)"]
+    per_node = gpus_per_node()
+    memory = min(measured)
+    cluster = ClusterShape(len(per_node), max(per_node), memory)
     problems = plan_rl(cfg, cluster, shape).memory_problems
     if problems:
         raise ClusterTooSmall(
             "this run would run out of GPU memory: " + "; ".join(problems) + " (`olmorl plan "
-            f"RECIPE --cluster {cluster.nodes}x{cluster.gpus_per_node}:{gpu_memory_gib:g}` "
-            "prints the whole plan)"
+            f"RECIPE --cluster {cluster.nodes}x{cluster.gpus_per_node}:{memory:g}` prints the "
+            "whole plan; run.check_gpu_memory=false skips this check)"
         )
     return []

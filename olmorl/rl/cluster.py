@@ -7,6 +7,7 @@ it holds the current weights. Each engine is started with a tag of its own in it
 (processes.py): its processes, orphaned ones included, are found on any node by that tag.
 """
 
+import contextlib
 import sys
 import threading
 import uuid
@@ -36,6 +37,8 @@ from olmorl.rollout.judge_server import JudgeServer
 from olmorl.rollout.weight_sync import build_weight_sink
 from olmorl.train.learners import LearnerGroup
 
+REPLACER_JOIN_S = 10.0
+"""How long shutdown waits for each replacement thread to notice it and end."""
 NODE_ANSWER_S = 30.0
 """How long a node may take to run the check for a dead engine's processes: a node that died
 is only marked dead by Ray after it has missed its heartbeats for a while (15 s here)."""
@@ -51,7 +54,7 @@ class RLCluster:
         # stops here with what is missing, instead of its actors waiting for GPUs forever, or
         # running out of memory at the first step.
         gpus, limit = cluster_uses_gpus(), cfg.run.stage_timeout_s
-        if gpus:  # measured on a free GPU, so before the reservation takes them
+        if gpus and cfg.run.check_gpu_memory:  # on free GPUs, before the reservation takes them
             for unchecked in check_gpu_memory(cfg, min(limit, GPU_PROBE_TIMEOUT_S)):
                 print(unchecked, file=sys.stderr)
         self.placement = reserve(rl_needs(cfg, gpus), limit)
@@ -63,6 +66,9 @@ class RLCluster:
         # (`_closing`) no replacement starts or is kept.
         self._starting: dict[int, ray.actor.ActorHandle] = {}
         self._closing = False
+        self._replacers: list[threading.Thread] = []
+        # Each engine's process tag: what must be gone before a replacement may take its GPUs.
+        self._engine_tags: dict[int, str] = {}
         try:
             self._start(verifier_names)
         except BaseException:
@@ -78,11 +84,21 @@ class RLCluster:
         for actor in [*self.rollout_actors, *self.reward_workers, self.judge_server]:
             if actor is not None:
                 ray.kill(actor)
+        self._reap_all()
+
+    def _reap_all(self) -> None:
+        """SIGKILLs whatever still runs with any engine's current tag, on every node: a killed
+        actor's vLLM processes outlive it and would keep its GPU memory after the run."""
+        with self._replacing:
+            tags = list(self._engine_tags.values())
+        for tag in tags:
+            try:
+                _kill_tagged(tag)
+            except RayError:
+                pass  # the cluster is going away; nothing more to do here
 
     def _start(self, verifier_names: Sequence[str]) -> None:
         cfg, limit = self.cfg, self.cfg.run.stage_timeout_s
-        # Each engine's process tag: what must be gone before a replacement may take its GPUs.
-        self._engine_tags: dict[int, str] = {}
         self.rollout_actors = [self._new_engine(i) for i in range(cfg.rollout.num_actors)]
         # Engines that died, and their replacements once started (not yet given the weights).
         self._lost: set[int] = set()
@@ -103,11 +119,11 @@ class RLCluster:
         }
         self.learners.wait("setup", self.learners.start())
         wait_started(engines_started, limit)
-        self.nodes = self._where()
         verifiers = cfg.verifiers
         if judge_url is not None:
             url = wait_started({"the judge server": judge_url}, limit)["the judge server"]
             verifiers = _with_judge_url(verifiers, url)
+        self.nodes = self._where()
         self.reward_workers = new_reward_workers(verifiers, verifier_names)
         self.version = 0
 
@@ -124,7 +140,8 @@ class RLCluster:
     def _new_engine(self, index: int) -> ray.actor.ActorHandle:
         """Engine `index` as a new actor (not started), with a new process tag."""
         tag = f"olmorl-engine-{index}-{uuid.uuid4().hex[:12]}"
-        self._engine_tags[index] = tag
+        with self._replacing:
+            self._engine_tags[index] = tag
         return new_engine(self.cfg, index, self.placement, tag)
 
     def replace_engine(self, index: int) -> None:
@@ -134,6 +151,8 @@ class RLCluster:
         name = f"rollout engine {index}"
 
         def start() -> None:
+            if self._closing:
+                return
             try:
                 self._check_room_for_engine(index)
                 self._retire_engine(index)
@@ -148,11 +167,15 @@ class RLCluster:
                 if not self._closing:
                     self._replacements[index] = engine
                     return
-            ray.kill(engine)  # the run was shut down while it started
+            with contextlib.suppress(RayError):  # the run was shut down while it started
+                ray.kill(engine)
+                self._reap(index)
 
         with self._replacing:
             self._lost.add(index)
-        threading.Thread(target=start, name=f"replace-engine-{index}", daemon=True).start()
+            replacer = threading.Thread(target=start, name=f"replace-engine-{index}", daemon=True)
+            self._replacers.append(replacer)
+        replacer.start()
 
     def _retire_engine(self, index: int) -> None:
         """Kills engine `index` (a crashed actor may be only half dead) and every process it ran,
@@ -189,10 +212,17 @@ class RLCluster:
         """A new engine `index`, started. One whose start fails is killed with its processes
         before the error is raised, since the next attempt needs the GPU memory they hold."""
         limit = self.cfg.run.stage_timeout_s
+        closing = EngineLost(f"rollout engine {index} not replaced: the run is shutting down")
+        if self._closing:
+            raise closing
+        engine = self._new_engine(index)  # not under the lock: creating an actor can be slow
         with self._replacing:
-            if self._closing:
-                raise EngineLost(f"rollout engine {index} not replaced: the run is shutting down")
-            engine = self._starting[index] = self._new_engine(index)
+            registered = not self._closing
+            if registered:
+                self._starting[index] = engine
+        if not registered:
+            ray.kill(engine)
+            raise closing
         try:
             wait_started(
                 {f"rollout engine {index}": engine.start.remote()},
@@ -214,8 +244,11 @@ class RLCluster:
         """Gives every started replacement the current weights (the learners must be idle);
         returns the engine indices now serving again."""
         with self._replacing:
-            ready, self._replacements = self._replacements, {}
             errors = dict(self._replacement_errors)
+            # On an error the started ones stay where shutdown finds them.
+            ready, self._replacements = (
+                ({}, self._replacements) if errors else (self._replacements, {})
+            )
         if errors:
             index, error = next(iter(errors.items()))
             raise EngineLost(f"rollout engine {index} died and its replacement failed: {error}")
@@ -385,6 +418,11 @@ class RLCluster:
             ray.kill(self.judge_server)
         for actor in self.rollout_actors + self.reward_workers + replacements:
             ray.kill(actor)
+        with self._replacing:
+            replacers = list(self._replacers)
+        for replacer in replacers:  # briefly: their starts fail once their engines are killed
+            replacer.join(timeout=REPLACER_JOIN_S)
+        self._reap_all()
         self.placement.release()
 
 

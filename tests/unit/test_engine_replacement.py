@@ -187,6 +187,8 @@ class Replacements:
         cluster.reward_workers, cluster.judge_server = [], None
         cluster._replacing = threading.Lock()
         cluster._replacements, cluster._starting, cluster._closing = {}, {}, False
+        cluster._replacers = []
+        monkeypatch.setattr(cluster_module, "REPLACER_JOIN_S", 0.1)
         cluster._lost, cluster._replacement_errors = set(), {}
         cluster._engine_tags = {}
         cluster.rollout_actors = [cluster._new_engine(0)]
@@ -239,8 +241,7 @@ def test_a_replacement_starting_at_shutdown_is_killed_and_not_kept(monkeypatch):
     assert cluster._replacements == {}
     # Nor does a replacement asked for after shutdown start an engine.
     cluster.replace_engine(0)
-    _wait_for(lambda: cluster._replacement_errors)
-    assert "shutting down" in cluster._replacement_errors[0]
+    cluster._replacers[-1].join(timeout=30)
     assert [e for e in replacements.events if e[0] == "new"] == [
         ("new", "olmorl-engine-0-tag-0"),
         ("new", replacing),

@@ -269,3 +269,11 @@ def test_custom_resources_pin_actors_and_a_cluster_without_them_is_refused_namin
     assert "Lower rollout.num_actors" in problem
     node = {"CPU": 4, "engine_node": 1}
     assert needs.group("engine").fits_on(node) and not needs.group("learner").fits_on(node)
+
+
+@pytest.mark.parametrize("key", ["learner", "rollout"])
+def test_ray_resources_name_custom_resources_only(key):
+    from olmorl.config.loading import ConfigError
+
+    with pytest.raises(ConfigError, match="GPU cannot be a custom resource"):
+        rl("tiny/rl_target_token.yaml", f"{key}.ray_resources={{GPU: 1}}")

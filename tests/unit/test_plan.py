@@ -91,8 +91,8 @@ class StartsNothing:
 
         self.started: list[str] = []
         monkeypatch.setattr(cluster_module, "cluster_uses_gpus", lambda: True)
-        gpus = None if gpu_gib is None else (gpus_per_node, gpu_gib)
-        monkeypatch.setattr(preflight, "cluster_gpus", lambda timeout_s: gpus)
+        monkeypatch.setattr(preflight, "gpus_per_node", lambda: gpus_per_node)
+        monkeypatch.setattr(preflight, "gpu_memory_gib", lambda timeout_s, resources: gpu_gib)
         monkeypatch.setattr(
             cluster_module, "reserve", lambda needs, timeout_s: self.started.append("reserve")
         )
@@ -124,7 +124,9 @@ def test_a_run_whose_gpus_cannot_be_measured_goes_on_unchecked_saying_so(monkeyp
     run = StartsNothing(monkeypatch, [8] * 9, None)
     run.cluster_class(recipe("instruct_7b", "learner.strategy.activation_checkpointing=false"), [])
     assert run.started == ["reserve", "actors"]
-    assert "GPU memory not checked: no GPU of the cluster was free" in capsys.readouterr().err
+    assert (
+        "GPU memory not checked: no GPU of the cluster could be measured" in capsys.readouterr().err
+    )
 
 
 def test_sliding_layers_hold_only_their_window_in_the_kv_cache():
