@@ -30,22 +30,7 @@ if [ "$target" = cpu ]; then
 fi
 
 if [ "$target" = gpu ]; then
-  # pip may have taken a CPU torch wheel (a local index, or a resolver that preferred one); vLLM
-  # and the learners would then fail much later, or quietly run on the CPU.
-  "$venv/bin/python" - <<'PY'
-import sys
-import torch
-if torch.version.cuda is None:
-    sys.exit(
-        f"install failed: OLMORL_TARGET=gpu but torch {torch.__version__} in this venv is built "
-        "without CUDA (torch.version.cuda is None). Install a CUDA build of the same version "
-        f"(pip install --force-reinstall torch=={torch.__version__.split('+')[0]} --index-url "
-        "https://download.pytorch.org/whl/<cuda tag, e.g. cu128>) and run this script again."
-    )
-if not torch.cuda.is_available():
-    print(f"warning: torch {torch.__version__} has CUDA {torch.version.cuda} but sees no GPU here "
-          "(fine on a node without GPUs that only builds the venv)", file=sys.stderr)
-PY
+  "$venv/bin/python" scripts/check_gpu_torch.py
 fi
 
 "$venv/bin/python" - <<'PY'

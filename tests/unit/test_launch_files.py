@@ -3,6 +3,7 @@ KubeRay job's cluster fits its recipe by the planner. `ray_node.sh head` and `su
 real in tests/integration/test_launch.py; SLURM and Kubernetes are not here to run the rest."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,19 @@ def test_kuberay_job_runs_a_shipped_recipe_on_a_cluster_it_fits():
     cluster = ClusterShape(workers["replicas"], int(limits["nvidia.com/gpu"]), 80.0)
     assert plan_rl(cfg, cluster).problems == []
     assert cfg.run.output_dir == "/runs"
+
+
+def test_a_gpu_install_with_a_cpu_torch_fails_saying_how_to_fix_it():
+    """What `OLMORL_TARGET=gpu bash scripts/install.sh` runs after installing; this venv's torch
+    is the CPU build."""
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_gpu_torch.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 1
+    assert (
+        "OLMORL_TARGET=gpu but torch 2.13.0+cpu in this venv is built without CUDA" in check.stderr
+    )
+    assert "pip install --force-reinstall torch==2.13.0 --index-url" in check.stderr
