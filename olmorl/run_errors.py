@@ -20,9 +20,10 @@ class RunFailed(RuntimeError):
         self.last_checkpoint = last_checkpoint
 
 
-def stopped(error: BaseException, run_dir: Path) -> RunFailed:
-    """`error` as a RunFailed naming the run directory's newest intact checkpoint."""
+def stopped(error: BaseException, run_dir: Path, cause: str = "") -> RunFailed:
+    """`error` as a RunFailed naming the run directory's newest intact checkpoint, and `cause`
+    (what else went wrong, e.g. a node that left) where known."""
     from olmorl.train.checkpoints import latest_checkpoint
 
     found = latest_checkpoint(run_dir)
-    return RunFailed(str(error), found[0] if found else None)
+    return RunFailed(f"{error}. {cause}" if cause else str(error), found[0] if found else None)

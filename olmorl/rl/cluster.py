@@ -10,6 +10,7 @@ it holds the current weights. Each engine is started with a tag of its own in it
 import contextlib
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from functools import partial
@@ -182,6 +183,26 @@ class RLCluster:
         and waits until they are all gone: on a GPU they hold the memory its replacement needs."""
         ray.kill(self.rollout_actors[index])
         self._reap(index)
+
+    def departed(self, wait_s: float = 0.0) -> str:
+        """Which of the run's nodes have left the Ray cluster, with the actors they held, as one
+        sentence ("" for none). Waits up to `wait_s` for one: Ray marks a dead node only once it
+        has missed its heartbeats for a while (15 s here)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+            gone: dict[str, list[str]] = {}
+            for actor, where in self.nodes.items():
+                if where["node_id"] not in alive:
+                    node = f"node {where['ip']} (id {where['node_id'][:12]})"
+                    gone.setdefault(node, []).append(actor)
+            if gone or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        return "; ".join(
+            f"{node} has left the Ray cluster, with {', '.join(actors)}"
+            for node, actors in gone.items()
+        )
 
     def _check_room_for_engine(self, index: int) -> None:
         """Raises EngineLost when no live node of the cluster could ever hold an engine (its

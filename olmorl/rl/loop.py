@@ -129,7 +129,11 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         ActorStartTimeout,
         RayActorError,  # any other actor of the run that died: a stop to resume from
     ) as e:
-        raise stopped(e, run_dir) from None
+        # An actor that died may have died with its node: say so, once Ray has noticed (a lost
+        # engine that could not be replaced says it itself).
+        lost_actor = isinstance(e, RayActorError) or "WeightPushFailed" in str(e)
+        gone = cluster.departed(NODE_DEATH_WAIT_S if lost_actor else 0.0) if cluster else ""
+        raise stopped(e, run_dir, gone) from None
     finally:
         log.close()
         data_log.close()
@@ -149,6 +153,10 @@ def run_rl(cfg: RLConfig, run_dir: Path, resume: bool = False) -> RunResult:
         ],
     )
     return RunResult(run_dir, log.path, plot, tuple(checkpoints), start)
+
+
+NODE_DEATH_WAIT_S = 30.0
+"""How long a run stopped by a dead actor waits for Ray to tell whether its node died with it."""
 
 
 def placement_line(nodes: dict[str, dict[str, str]]) -> str:

@@ -74,9 +74,14 @@ def test_the_engine_node_lost_mid_run_then_back_and_the_run_resumed_on_it(tiny_m
         stopped = console[console.index("run stopped") :]
         print("\n" + stopped)
         newest = max((out / "run" / "checkpoints").glob("step_*"))
-        assert "rollout engine 0 died with its node" in stopped
+        # The kill lands while the engine generates (its replacement finds no node that could
+        # hold it) or while the learner pushes weights to it (the push fails); either way the
+        # message names the node and the checkpoint.
         assert f"(id {engine_node[:12]})" in stopped
-        assert "no live node of the Ray cluster has what an engine asks for" in stopped
+        assert (
+            "rollout engine 0 died with its node" in stopped
+            and "no live node of the Ray cluster has what an engine asks for" in stopped
+        ) or f"(id {engine_node[:12]}) has left the Ray cluster, with rollout engine 0" in stopped
         assert f"the last good checkpoint is {newest}; rerun with --resume" in stopped
 
         # Another machine with the engines' resource joins, and the run resumes onto it.

@@ -283,3 +283,19 @@ def test_an_engine_replacement_goes_on_while_a_live_node_has_room(monkeypatch):
     ]
     replacements.cluster.replace_engine(0)
     assert isinstance(replacements.replaced()[0], FakeEngine)
+
+
+def test_a_stopped_run_names_the_nodes_that_left_with_their_actors(monkeypatch):
+    from olmorl.run_errors import stopped
+
+    replacements = Replacements(monkeypatch, lambda engine: None)
+    cluster = replacements.cluster
+    cluster.nodes["learner rank 0"] = {"node_id": "n-learners", "ip": "10.0.0.1"}
+    replacements.nodes[:] = [{"NodeID": "n-learners", "Alive": True, "Resources": {}}]
+    gone = cluster.departed()
+    assert gone == "node 10.0.0.2 (id n-engines) has left the Ray cluster, with rollout engine 0"
+    replacements.nodes.append({"NodeID": "n-engines", "Alive": True, "Resources": {}})
+    assert cluster.departed() == ""
+    message = str(stopped(RuntimeError("weight broadcast failed"), Path("/nonexistent"), gone))
+    assert message.startswith("weight broadcast failed. node 10.0.0.2 (id n-engines) has left")
+    assert "no checkpoint was written yet" in message
