@@ -6,6 +6,7 @@ node (its raylet and every worker process under it), as a machine that dies woul
 ends them all without touching the Ray cluster the other integration tests share.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -106,13 +107,12 @@ class RayNodes:
         node.wait(timeout=60)
 
     def stop(self) -> None:
-        for name, node in reversed(self.nodes.items()):
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGTERM)
-                try:
-                    node.wait(timeout=90)
-                except subprocess.TimeoutExpired:
-                    os.killpg(node.pid, signal.SIGKILL)
+        """Kills every node outright: nothing in a test's cluster needs a graceful stop, which
+        took `ray start --block` 40 s."""
+        for node in self.nodes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=60)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def log(self, name: str) -> str:
