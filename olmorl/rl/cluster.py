@@ -194,7 +194,7 @@ class RLCluster:
             gone: dict[str, list[str]] = {}
             for actor, where in self.nodes.items():
                 if where["node_id"] not in alive:
-                    node = f"node {where['ip']} (id {where['node_id'][:12]})"
+                    node = f"node {node_name(where)}"
                     gone.setdefault(node, []).append(actor)
             if gone or time.monotonic() >= deadline:
                 break
@@ -217,7 +217,7 @@ class RLCluster:
         asked = ", ".join(f"{k} {v:g}" for k, v in group.ask().items())
         raise EngineLost(
             f"rollout engine {index} died"
-            + (f" with its node {where['ip']} (id {where['node_id'][:12]})" if gone else "")
+            + (f" with its node {node_name(where)}" if gone else "")
             + f", and no live node of the Ray cluster has what an engine asks for ({asked}); "
             "bring such a node back"
         )
@@ -445,6 +445,11 @@ class RLCluster:
             replacer.join(timeout=REPLACER_JOIN_S)
         self._reap_all()
         self.placement.release()
+
+
+def node_name(where: dict[str, str]) -> str:
+    """A node in messages: its IP, and its Ray id shortened ("10.0.0.2 (id 3f2a9c1e07b4)")."""
+    return f"{where['ip']} (id {where['node_id'][:12]})"
 
 
 def new_engine(

@@ -58,24 +58,12 @@ def test_ray_job_submit_runs_follows_stops_and_resumes_the_recipes(tiny_model_di
         while not list(checkpoints.glob("step_*")):
             assert time.monotonic() < deadline, (tmp_path / "follow.txt").read_text()[-3000:]
             time.sleep(0.5)
-        stop = subprocess.run(
-            ["ray", "job", "stop", job_id, "--address", address],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        stop = _ray_job("stop", job_id, address, env)
         assert stop.returncode == 0, stop.stdout + stop.stderr
         assert follow.wait(timeout=120) is not None  # --follow ends with the job
         followed = (tmp_path / "follow.txt").read_text()
         assert "placement: learner rank 0" in followed and "olmorl rl" in followed
-        status = subprocess.run(
-            ["ray", "job", "status", job_id, "--address", address],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
+        status = _ray_job("status", job_id, address, env).stdout
         assert f"Job '{job_id}' was stopped" in status, status
         newest = max(int(p.name.split("_")[1]) for p in checkpoints.glob("step_*"))
         _submit(address, env, out, *rl, f"run.steps={newest + 1}", "--resume")
@@ -85,6 +73,17 @@ def test_ray_job_submit_runs_follows_stops_and_resumes_the_recipes(tiny_model_di
         assert [r["step"] for r in records] == list(range(newest + 2))
     finally:
         cluster.stop()
+
+
+def _ray_job(verb: str, job_id: str, address: str, env: dict) -> subprocess.CompletedProcess:
+    """`ray job VERB JOB_ID` against the test's head, as launch/README.md runs it."""
+    return subprocess.run(
+        ["ray", "job", verb, job_id, "--address", address],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def _submit(
