@@ -34,23 +34,27 @@ def held_out_accuracy(
     checkpoint: Path, rows: Sequence[dict], chat: bool, max_new_tokens: int
 ) -> float:
     """Share of `rows` whose greedy completion's answer the math verifier accepts."""
+    return share_correct(rows, greedy_replies(checkpoint, rows, chat, max_new_tokens), chat)
+
+
+def greedy_replies(
+    checkpoint: Path, rows: Sequence[dict], chat: bool, max_new_tokens: int
+) -> list[str]:
+    """The checkpoint's greedy completion of each row's question, sampled with transformers (not
+    the training stack), in the chat template or as plain text."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from verifiers.math import gold_answer, judge
-    from verifiers.math_answer import extract_answer, normalize_answer
-
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
-    correct = 0
+    replies = []
     for row in rows:
-        question = row["messages"][-1]["content"]
         if chat:
             ids = tokenizer.apply_chat_template(
                 row["messages"], add_generation_prompt=True, return_tensors="pt", return_dict=True
             )["input_ids"]
         else:
-            prompt = f"Question: {question}\nSolution:"
+            prompt = f"Question: {row['messages'][-1]['content']}\nSolution:"
             ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
         with torch.no_grad():
             out = model.generate(
@@ -60,7 +64,17 @@ def held_out_accuracy(
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        replies.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    return replies
+
+
+def share_correct(rows: Sequence[dict], replies: Sequence[str], chat: bool) -> float:
+    """Share of `replies` whose answer the math verifier accepts for its row's label."""
+    from verifiers.math import gold_answer, judge
+    from verifiers.math_answer import extract_answer, normalize_answer
+
+    correct = 0
+    for row, text in zip(rows, replies, strict=True):
         # A chat answer must be boxed, as the prompt asks. A plain-text one may end "The answer
         # is 5." as pretraining taught; only its first paragraph counts, not the next problem
         # the model goes on to write.
