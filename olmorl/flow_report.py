@@ -40,7 +40,7 @@ def held_out_accuracy(
 def greedy_replies(
     checkpoint: Path, rows: Sequence[dict], chat: bool, max_new_tokens: int
 ) -> list[str]:
-    """The checkpoint's greedy completion of each row's question, sampled with transformers (not
+    """The checkpoint's greedy completion of each row's question, decoded with transformers (not
     the training stack), in the chat template or as plain text."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
