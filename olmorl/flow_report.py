@@ -70,21 +70,24 @@ def greedy_replies(
 
 def share_correct(rows: Sequence[dict], replies: Sequence[str], chat: bool) -> float:
     """Share of `replies` whose answer the math verifier accepts for its row's label."""
+    right = sum(is_correct(row, reply, chat) for row, reply in zip(rows, replies, strict=True))
+    return right / len(rows)
+
+
+def is_correct(row: dict, reply: str, chat: bool) -> bool:
+    """Whether the math verifier accepts `reply`'s answer for `row`'s label."""
     from verifiers.math import gold_answer, judge
     from verifiers.math_answer import extract_answer, normalize_answer
 
-    correct = 0
-    for row, text in zip(rows, replies, strict=True):
-        # A chat answer must be boxed, as the prompt asks. A plain-text one may end "The answer
-        # is 5." as pretraining taught; only its first paragraph counts, not the next problem
-        # the model goes on to write.
-        sources = ("boxed",) if chat else ("boxed", "last_number")
-        answer = extract_answer(text.split("\n\n")[0], sources)
-        correct += (
-            answer is not None
-            and judge(gold_answer(row["ground_truth"]), normalize_answer(answer)) == "correct"
-        )
-    return correct / len(rows)
+    # A chat answer must be boxed, as the prompt asks. A plain-text one may end "The answer is 5."
+    # as pretraining taught; only its first paragraph counts, not the next problem the model goes
+    # on to write.
+    sources = ("boxed",) if chat else ("boxed", "last_number")
+    answer = extract_answer(reply.split("\n\n")[0], sources)
+    return (
+        answer is not None
+        and judge(gold_answer(row["ground_truth"]), normalize_answer(answer)) == "correct"
+    )
 
 
 def write_report(

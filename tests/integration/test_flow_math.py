@@ -19,7 +19,13 @@ import pytest
 from olmorl.config import load_config
 from olmorl.config.flow import FlowConfig
 from olmorl.flow import run_flow
-from olmorl.flow_report import greedy_replies, held_out_accuracy, share_correct, write_report
+from olmorl.flow_report import (
+    greedy_replies,
+    held_out_accuracy,
+    is_correct,
+    share_correct,
+    write_report,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +125,7 @@ def test_rl_raises_held_out_accuracy_without_hedging(math_flow, held_out_rows):
     hedged = [
         reply
         for row, reply in zip(held_out_rows, replies, strict=True)
-        if len(BOX_OPEN.findall(reply)) > 1 and share_correct([row], [reply], True) == 1.0
+        if len(BOX_OPEN.findall(reply)) > 1 and is_correct(row, reply, True)
     ]
     assert hedged == []
 
