@@ -40,6 +40,7 @@ from olmorl.learner.checkpoint import write_hf_checkpoint
 from olmorl.learner.device import cuda_index, measure_matmul_flops
 from olmorl.learner.scoring import TokenScores, use_chunked_head
 from olmorl.node_ip import node_ip_address, this_node
+from olmorl.rendezvous import join_store, open_store
 
 _COUNTERS_NAME = "learner.json"
 
@@ -55,6 +56,11 @@ class WeightSink(Protocol):
 
 DIAGNOSTICS = "diagnostics"
 """The Ray concurrency group of `stacks`, beside the default group's single thread."""
+
+
+_RENDEZVOUS_TIMEOUT_S = 1800.0
+"""How long a rank waits at the rendezvous for the others: torch's default (30 minutes), as
+the other ranks may still be loading their libraries or waiting for a node."""
 
 
 def collective_timeout_s(stage_timeout_s: float) -> float:
@@ -85,15 +91,15 @@ class LearnerWorker:
         self.version = 0
         """Optimizer steps taken: the policy version the weights are."""
         self.total_steps = 1
+        self.rendezvous: dist.TCPStore | None = None
+        """Rank 0's rendezvous store, opened by `address`."""
 
     def address(self) -> tuple[str, int]:
-        """Host and a free port for the process group's rendezvous (called on rank 0): this node's
-        Ray IP, which ranks on other nodes can reach."""
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("", 0))
-            return node_ip_address(), s.getsockname()[1]
+        """Host and port of the process group's rendezvous (called on rank 0, before `setup`):
+        this node's Ray IP, which ranks on other nodes can reach, and the port of the store that
+        rank 0 opens here and holds until its `setup` joins the group through it."""
+        self.rendezvous = open_store(self.world_size, _RENDEZVOUS_TIMEOUT_S)
+        return node_ip_address(), self.rendezvous.port
 
     def where(self) -> dict[str, str]:
         """This rank's Ray node id and IP."""
@@ -114,15 +120,21 @@ class LearnerWorker:
         (`collective_timeout_s`); None keeps torch's default, which differs by backend (NCCL 10
         min, gloo 30), so a long drain-mode push would trip NCCL's first.
         """
-        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         if self.learner_cfg.cpu_cores:
             pin_to_cores(self.learner_cfg.cpu_cores)
         index = self._cuda_index()
         device = "cpu" if index is None else "cuda"
         if index is not None:
             torch.cuda.set_device(index)  # "cuda" below means this device
+        if self.rank > 0:
+            self.rendezvous = join_store(
+                master_addr, master_port, self.world_size, _RENDEZVOUS_TIMEOUT_S
+            )
+        elif self.rendezvous is None:
+            raise RuntimeError("learner rank 0: call `address` before `setup`")
         dist.init_process_group(
             "nccl" if device == "cuda" else "gloo",
+            store=self.rendezvous,
             rank=self.rank,
             world_size=self.world_size,
             timeout=None

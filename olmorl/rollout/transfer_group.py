@@ -16,6 +16,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from olmorl.rendezvous import join_store
+
 # Watching a wait: the pause between two checks is this share of the time waited so far, so the
 # root sees a bucket's broadcast end at most ~10% (plus one check) after it did, whether it takes
 # 2 ms (NCCL over NVLink) or 200 ms (gloo on CPU). A pause doubled at every check can overshoot by
@@ -49,31 +51,13 @@ class TransferGroupInfo:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def join_store(self) -> dist.TCPStore:
+        """This member's connection to the root's rendezvous store."""
+        return join_store(self.host, self.port, self.world_size, self.timeout_s)
+
 
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
-
-
-def open_store(host: str, world_size: int, timeout_s: float) -> dist.TCPStore:
-    """The root's rendezvous store on a free port (`store.port`)."""
-    return dist.TCPStore(
-        host,
-        0,
-        world_size,
-        is_master=True,
-        timeout=timedelta(seconds=timeout_s),
-        wait_for_workers=False,
-    )
-
-
-def join_store(info: TransferGroupInfo) -> dist.TCPStore:
-    return dist.TCPStore(
-        info.host,
-        info.port,
-        info.world_size,
-        is_master=False,
-        timeout=timedelta(seconds=info.timeout_s),
-    )
 
 
 def new_group(

@@ -31,7 +31,6 @@ from olmorl.rollout.transfer_group import (
     backend_for,
     broadcast_from_root,
     close_group,
-    join_store,
     new_group,
 )
 
@@ -74,7 +73,7 @@ class OlmorlWeightTransferEngine(WeightTransferEngine[GroupInitInfo, BucketUpdat
             )
         rank = info.rank_offset + self.parallel_config.rank
         self.group = new_group(
-            join_store(info), info.name, rank, info.world_size, self.device, info.timeout_s
+            info.join_store(), info.name, rank, info.world_size, self.device, info.timeout_s
         )
         self.group_name = info.name
 

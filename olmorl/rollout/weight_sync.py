@@ -19,6 +19,7 @@ from ray.exceptions import RayActorError, RayError
 from safetensors.torch import save
 from torch import Tensor
 
+from olmorl.rendezvous import open_store
 from olmorl.rollout.buckets import pack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
@@ -27,7 +28,6 @@ from olmorl.rollout.transfer_group import (
     broadcast_from_root,
     close_group,
     new_group,
-    open_store,
     wait_watching,
 )
 
@@ -181,7 +181,7 @@ class BroadcastWeightSink(_EngineSink):
             # and NCCL would connect again lazily for the buckets' device at the first push.
             device = torch.device("cuda", torch.cuda.current_device())
         host = ray.util.get_node_ip_address()
-        store = open_store(host, world, self.timeout_s)
+        store = open_store(world, self.timeout_s)
         name = f"weights-{uuid.uuid4().hex[:12]}"
         infos = [
             TransferGroupInfo(

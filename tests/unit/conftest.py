@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 from fake_judge import FakeJudge
+from rendezvous_file import file_rendezvous
 
 
 @pytest.fixture
@@ -74,10 +75,8 @@ def fake_clock() -> FakeClock:
 @pytest.fixture(scope="module")
 def spawn_ranks(tmp_path_factory: pytest.TempPathFactory):
     """`spawn_ranks(run_rank, name, world_size)`: writes the tiny and small presets, runs
-    `run_rank(rank, port, tiny, small, out_dir)` in `world_size` spawned processes and returns
+    `run_rank(rank, init_method, tiny, small, out_dir)` in `world_size` spawned processes and returns
     each rank's saved `rank{N}.pt`, rank 0's with the transformers `reference` model added."""
-    import socket
-
     import torch
     import torch.multiprocessing as mp
     from transformers import AutoModelForCausalLM
@@ -88,12 +87,9 @@ def spawn_ranks(tmp_path_factory: pytest.TempPathFactory):
         root = tmp_path_factory.mktemp(name)
         tiny = write_tiny_model(root / "tiny", "tiny")
         small = write_tiny_model(root / "small", "small")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         mp.start_processes(
             run_rank,
-            args=(port, str(tiny), str(small), str(root)),
+            args=(file_rendezvous(root), str(tiny), str(small), str(root)),
             nprocs=world_size,
             start_method="spawn",
         )

@@ -11,7 +11,6 @@ below a full float32 copy of the model, which the plain load does allocate.
 """
 
 import math
-import os
 from functools import partial
 from pathlib import Path
 
@@ -102,10 +101,9 @@ def memory_figures(model: torch.nn.Module) -> dict[str, int]:
     }
 
 
-def run_rank(rank: int, port: int, tiny_dir: str, small_dir: str, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def run_rank(rank: int, init_method: str, tiny_dir: str, small_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD_SIZE)
     try:
         result = {}
         deepspeed_policy.deepspeed_config = partition_every_parameter

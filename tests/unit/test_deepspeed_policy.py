@@ -7,14 +7,13 @@ Float32 runs must agree closely (also with optimizer offload and activation chec
 bf16 runs only roughly.
 """
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from rendezvous_file import file_rendezvous
 from transformers import AutoModelForCausalLM
 
 from olmorl.algo.nll import masked_nll_loss
@@ -85,11 +84,10 @@ def partition_every_parameter(learner, strategy, bf16):
     return config
 
 
-def run_rank(rank: int, port: int, model_dir: str, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def run_rank(rank: int, init_method: str, model_dir: str, out_dir: str) -> None:
     deepspeed_policy.deepspeed_config = partition_every_parameter
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD_SIZE)
     try:
         results = {}
         state_dir = Path(out_dir) / "state"
@@ -128,12 +126,6 @@ def run_rank(rank: int, port: int, model_dir: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tuple[float, str]:
     return max(((a[name] - b[name]).abs().max().item(), name) for name in a)
 
@@ -148,7 +140,7 @@ def share_off(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tolerance:
 def test_deepspeed_matches_fsdp2_and_resumes_exactly(tiny_model_dir: Path, tmp_path: Path):
     mp.start_processes(
         run_rank,
-        args=(free_port(), str(tiny_model_dir), str(tmp_path)),
+        args=(file_rendezvous(tmp_path), str(tiny_model_dir), str(tmp_path)),
         nprocs=WORLD_SIZE,
         start_method="spawn",
     )

@@ -7,7 +7,6 @@ on the root and on the engine. Real gloo where a group of one suffices, fake gro
 """
 
 import re
-import socket
 import threading
 import time
 import types
@@ -25,10 +24,7 @@ from olmorl.rollout import transfer_group, weight_sync
 
 def test_the_learner_group_gets_the_stage_timeout(tiny_model_dir: Path):
     worker = LearnerWorker(0, 1, ModelConfig(path=str(tiny_model_dir)), LearnerConfig())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    worker.setup("127.0.0.1", port, seed=0, timeout_s=123)
+    worker.setup(*worker.address(), seed=0, timeout_s=123)
     try:
         group = dist.distributed_c10d._get_default_group()
         backend = group._get_backend(torch.device("cpu"))

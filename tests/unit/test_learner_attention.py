@@ -1,6 +1,5 @@
 """model.attn_implementation: the rule that picks a kernel, its checks, and the learner loading it."""
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -78,10 +77,7 @@ def test_flash_attention_gets_the_document_boundaries():
 def document_logps_under(model: ModelConfig, rows) -> tuple[str, list[float]]:
     """(the kernel the loaded model runs, its document log-probs) from an in-process learner."""
     worker = LearnerWorker(0, 1, model, LearnerConfig(logprob_chunk_tokens=64))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    worker.setup("127.0.0.1", port, seed=0)
+    worker.setup(*worker.address(), seed=0)
     try:
         assert worker.attn_implementation == worker.policy.hf_config._attn_implementation
         return worker.attn_implementation, [logp for _, logp, _ in worker.document_logps(rows)]

@@ -6,7 +6,6 @@ learner took before: RL loss, entropy and gradient norm; SFT loss; no-grad log-p
 (5 positions) divides no row's scored positions (T − 1), so every row ends on a partial chunk.
 """
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -91,10 +90,7 @@ def worker(tiny_model_dir: Path):
     worker = LearnerWorker(
         0, 1, ModelConfig(path=str(tiny_model_dir), dtype="float32"), LEARNER, ALGO, TEMPERATURE
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    worker.setup("127.0.0.1", port, seed=0)
+    worker.setup(*worker.address(), seed=0)
     yield worker
     worker.shutdown()
 

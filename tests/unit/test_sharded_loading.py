@@ -79,11 +79,9 @@ def losses(policy, rank: int) -> tuple[torch.Tensor, float]:
     return torch.cat(logprobs, dim=1), total
 
 
-def run_rank(rank: int, port: int, tiny_dir: str, small_dir: str, out_dir: str) -> None:
+def run_rank(rank: int, init_method: str, tiny_dir: str, small_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
-    )
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD_SIZE)
     try:
         result = {}
         runs = {

@@ -93,9 +93,9 @@ def set_up(model_dir: str, learner: LearnerConfig, dtype: str = "float32"):
     return build_policy(model, learner, "cpu", 1, dtype, checkpoint=model_dir)
 
 
-def run_rank(rank: int, port: int, tiny_dir: str, small_dir: str, out_dir: str) -> None:
+def run_rank(rank: int, init_method: str, tiny_dir: str, small_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=init_method, rank=0, world_size=1)
     try:
         result = {}
         for label, learner in (("plain", LEARNER), ("checkpointed", CHECKPOINTED)):

@@ -6,14 +6,13 @@ import multiprocessing as mp
 import pytest
 import torch
 
+from olmorl.rendezvous import open_store
 from olmorl.rollout.buckets import BucketLayout, pack_bucket, unpack_bucket
 from olmorl.rollout.transfer_group import (
     TransferGroupInfo,
     backend_for,
     broadcast_from_root,
-    join_store,
     new_group,
-    open_store,
 )
 
 
@@ -59,7 +58,7 @@ def _receive(info: dict, kind: str, results) -> None:
     if kind == "cuda":
         torch.cuda.set_device(device)
     group = new_group(
-        join_store(info), info.name, info.rank_offset, info.world_size, device, info.timeout_s
+        info.join_store(), info.name, info.rank_offset, info.world_size, device, info.timeout_s
     )
     _, layout = pack_bucket(sample_bucket())  # the receiver knows only the layout
     buffer = torch.empty(layout.num_bytes, dtype=torch.uint8, device=device)
@@ -87,7 +86,7 @@ def test_a_bucket_broadcast_through_a_standalone_group_reaches_every_receiver(ki
     world = 3 if kind == "cpu" else min(3, torch.cuda.device_count())
     backend = backend_for(_device(kind, 0))
     ctx = mp.get_context("spawn")
-    store = open_store("127.0.0.1", world, timeout_s=60)
+    store = open_store(world, timeout_s=60)
     results = ctx.Queue()
     receivers = [
         ctx.Process(
@@ -120,7 +119,7 @@ def _join_and_stay_away(info: dict, leave) -> None:
     """Joins the group but never takes part in its broadcast: a peer that refused its bucket."""
     info = TransferGroupInfo(**info)
     group = new_group(
-        join_store(info), info.name, info.rank_offset, info.world_size, torch.device("cpu"), 10
+        info.join_store(), info.name, info.rank_offset, info.world_size, torch.device("cpu"), 10
     )
     leave.wait(30)
     del group
@@ -131,7 +130,7 @@ def test_a_broadcast_stops_waiting_as_soon_as_a_peer_is_known_to_have_failed():
     import time
 
     ctx = mp.get_context("spawn")
-    store = open_store("127.0.0.1", 2, timeout_s=10)
+    store = open_store(2, timeout_s=10)
     leave = ctx.Event()
     info = TransferGroupInfo("127.0.0.1", store.port, "weights-refused", "gloo", 1, 2, 10)
     peer = ctx.Process(target=_join_and_stay_away, args=(info.as_dict(), leave))

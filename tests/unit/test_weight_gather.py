@@ -2,11 +2,12 @@
 moves bf16, not the float32 masters (half the bytes), and the full tensor is bit-identical to
 casting after it. Two gloo processes hold an unevenly sharded DTensor (5 rows over 2 ranks)."""
 
-import socket
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from rendezvous_file import file_rendezvous
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from olmorl.learner.backend import gather_full
@@ -27,13 +28,11 @@ class GatherDtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _gather_on_rank(rank: int, port: int) -> None:
+def _gather_on_rank(rank: int, init_method: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
-    )
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD_SIZE)
     try:
         master = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))  # [5, 3] float32
         mesh = init_device_mesh("cpu", (WORLD_SIZE,))
@@ -47,12 +46,13 @@ def _gather_on_rank(rank: int, port: int) -> None:
         dist.destroy_process_group()
 
 
-def test_shards_are_cast_before_the_all_gather():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_shards_are_cast_before_the_all_gather(tmp_path: Path):
     mp.start_processes(
-        _gather_on_rank, args=(port,), nprocs=WORLD_SIZE, start_method="spawn", join=True
+        _gather_on_rank,
+        args=(file_rendezvous(tmp_path),),
+        nprocs=WORLD_SIZE,
+        start_method="spawn",
+        join=True,
     )
 
 
