@@ -19,6 +19,8 @@ from olmorl.actor_logs import capture_output
 from olmorl.node_ip import node_ip_address
 
 _LOG_TAIL_CHARS = 4000
+_PORT_TRIES = 3
+_ADDRESS_IN_USE = "Address already in use"  # what binding a taken port raises (errno 98)
 
 # The actor's direct child, which runs the server as its own child. When the actor dies, Ray kills
 # its direct children with SIGKILL; vLLM's engine processes would outlive a killed server (holding
@@ -60,11 +62,46 @@ class JudgeServer:
         self.log_path: str | None = None
 
     def start(self) -> str:
-        """Launches the server and waits until it is healthy; returns `url()`."""
+        """Launches the server and waits until it is healthy; returns `url()`.
+
+        The port is chosen free, then bound by vLLM seconds later: any process on the node may
+        take it meanwhile (every outgoing connection takes a free port for its own end). A server
+        that exits because its port was taken is launched again on another one.
+        """
         import httpx
 
         if self.process is not None:
             return self.url()
+        self._launch()
+        tries_left = _PORT_TRIES - 1
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                if tries_left and _ADDRESS_IN_USE in self._log_tail():
+                    tries_left -= 1
+                    self._launch()
+                    continue
+                raise RuntimeError(
+                    f"the judge server exited with code {code} while starting; "
+                    f"log {self.log_path} ends:\n{self._log_tail()}"
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5).status_code == 200:
+                    return self.url()
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.shutdown()
+                raise TimeoutError(
+                    f"the judge server was not healthy after {self.startup_timeout_s:.0f} s; "
+                    f"log {self.log_path} ends:\n{self._log_tail()}"
+                )
+            time.sleep(0.5)
+
+    def _launch(self) -> None:
+        """Starts the server process on a free port, its output to a new log file."""
         self.host, self.port = node_ip_address(), _free_port()
         fd, self.log_path = tempfile.mkstemp(prefix="olmorl_judge_server_", suffix=".log")
         command = [
@@ -96,27 +133,6 @@ class JudgeServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                raise RuntimeError(
-                    f"the judge server exited with code {code} while starting; "
-                    f"log {self.log_path} ends:\n{self._log_tail()}"
-                )
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5).status_code == 200:
-                    return self.url()
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.shutdown()
-                raise TimeoutError(
-                    f"the judge server was not healthy after {self.startup_timeout_s:.0f} s; "
-                    f"log {self.log_path} ends:\n{self._log_tail()}"
-                )
-            time.sleep(0.5)
 
     def url(self) -> str:
         """The OpenAI-compatible base URL at the node's IP, e.g. http://10.0.0.5:PORT/v1."""

@@ -1,6 +1,7 @@
 """Addresses other nodes are given: Ray's node IP inside a Ray job, never the host name's entry in
 /etc/hosts (127.0.1.1 on Debian); loopback only outside Ray. No Ray is started: it is faked."""
 
+import itertools
 import tempfile
 from types import SimpleNamespace
 
@@ -69,6 +70,35 @@ def test_judge_binds_every_interface_and_advertises_the_node_ip(in_ray, monkeypa
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert checked == [f"http://127.0.0.1:{server.port}/health"]  # the health check stays local
     assert url == server.url() == f"http://10.1.2.3:{server.port}/v1"
+
+
+def test_a_judge_whose_port_was_taken_starts_again_on_another(in_ray, monkeypatch, tmp_path):
+    """The port is free when chosen and taken before vLLM binds it: the server exits, and the
+    next launch gets another port. Any other early exit is reported, not retried."""
+    started, ports = [], itertools.count(4001)
+
+    def popen(command, stdout, **_):
+        process = FakeServerProcess(command)
+        if len(started) < taken:
+            stdout.write(b"OSError: [Errno 98] Address already in use\n")
+            process.returncode = 1
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(judge_server, "_free_port", lambda: next(ports))
+    monkeypatch.setattr(judge_server.subprocess, "Popen", popen)
+    monkeypatch.setattr("httpx.get", lambda url, **_: SimpleNamespace(status_code=200))
+
+    taken = 2
+    assert JudgeServer("judge", gpu_memory_utilization=0.5).start() == "http://10.1.2.3:4003/v1"
+    assert [p.command[p.command.index("--port") + 1] for p in started] == ["4001", "4002", "4003"]
+
+    started.clear()
+    taken = 3  # every try: the third failure is reported with the log
+    with pytest.raises(RuntimeError, match="(?s)exited with code 1 while starting.*already in use"):
+        JudgeServer("judge", gpu_memory_utilization=0.5).start()
+    assert len(started) == 3
 
 
 def test_ipv6_hosts_are_bracketed_in_the_url():
