@@ -9,6 +9,7 @@ ends them all without touching the Ray cluster the other integration tests share
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +22,30 @@ from pathlib import Path
 REPO = Path(__file__).parents[2]
 
 
+_RAY_WORKER_PORTS_END = 20000  # Ray's workers take ports 10002-19999
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port between Ray's worker ports and the kernel's ephemeral range, none given before.
+
+    `ray start` binds it seconds later. A port from binding port 0 lies in the ephemeral range,
+    where any process on the machine may take it meanwhile (vLLM's stores bind port 0, and every
+    outgoing connection takes an ephemeral port for its own end); below the range only a process
+    that names the port can.
+    """
+    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(_RAY_WORKER_PORTS_END, ephemeral_start)
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
 
 
 def ray_env() -> dict[str, str]:
