@@ -177,7 +177,7 @@ def flow(
     ],
     verbose: Annotated[bool, typer.Option("--verbose", help=_VERBOSE_HELP)] = False,
 ) -> None:
-    """Run a flow's stages (pretrain, SFT, DPO, RL) in order, each from the last one's
+    """Run a flow's stages (pretraining, SFT, DPO, RL) in order, each from the last one's
     checkpoint. Run it again to skip the finished stages and resume the one that stopped."""
     from olmorl.config.flow import FlowConfig
     from olmorl.data.loading import DataError

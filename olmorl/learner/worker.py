@@ -59,8 +59,8 @@ DIAGNOSTICS = "diagnostics"
 
 
 _RENDEZVOUS_TIMEOUT_S = 1800.0
-"""How long a rank waits at the rendezvous for the others: torch's default (30 minutes), as
-the other ranks may still be loading their libraries or waiting for a node."""
+"""How long a rank waits at the rendezvous for the others without a stage limit (gloo's default
+group timeout): the other ranks may still be loading their libraries or waiting for a node."""
 
 
 def collective_timeout_s(stage_timeout_s: float) -> float:
@@ -92,7 +92,8 @@ class LearnerWorker:
         """Optimizer steps taken: the policy version the weights are."""
         self.total_steps = 1
         self.rendezvous: dist.TCPStore | None = None
-        """Rank 0's rendezvous store, opened by `address`."""
+        """The process group's store: rank 0's own, opened by `address`; the others' connection
+        to it, made by `setup`."""
 
     def address(self) -> tuple[str, int]:
         """Host and port of the process group's rendezvous (called on rank 0, before `setup`):
@@ -118,7 +119,8 @@ class LearnerWorker:
         `total_steps` (optimizer steps of the run) sets the length of the learning-rate schedule.
         `timeout_s` (run.stage_timeout_s) bounds each collective, with a margin
         (`collective_timeout_s`); None keeps torch's default, which differs by backend (NCCL 10
-        min, gloo 30), so a long drain-mode push would trip NCCL's first.
+        min, gloo 30), so a long drain-mode push would trip NCCL's first. Rank 0 joins through
+        the store `address` opened and ignores `master_addr` and `master_port`.
         """
         if self.learner_cfg.cpu_cores:
             pin_to_cores(self.learner_cfg.cpu_cores)
@@ -132,14 +134,17 @@ class LearnerWorker:
             )
         elif self.rendezvous is None:
             raise RuntimeError("learner rank 0: call `address` before `setup`")
+        timeout = None if timeout_s is None else timedelta(seconds=collective_timeout_s(timeout_s))
+        if timeout is not None:
+            # torch gives a store it makes the group's timeout, not one passed in; NCCL reads
+            # its communicators' ids through the store, under the store's own timeout.
+            self.rendezvous.set_timeout(timeout)
         dist.init_process_group(
             "nccl" if device == "cuda" else "gloo",
             store=self.rendezvous,
             rank=self.rank,
             world_size=self.world_size,
-            timeout=None
-            if timeout_s is None
-            else timedelta(seconds=collective_timeout_s(timeout_s)),
+            timeout=timeout,
         )
         torch.manual_seed(seed)
         per_rank: list[str] = [""] * self.world_size
@@ -408,6 +413,7 @@ class LearnerWorker:
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+        self.rendezvous = None
 
 
 def remote_learner():

@@ -78,7 +78,7 @@ class JudgeServer:
         while True:
             if self.process.poll() is not None:
                 code = self.process.returncode
-                self.process = None
+                self.shutdown(timeout_s=0)  # any engine process it had started
                 if tries_left and _ADDRESS_IN_USE in self._log_tail():
                     tries_left -= 1
                     self._launch()

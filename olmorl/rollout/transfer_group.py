@@ -51,7 +51,7 @@ class TransferGroupInfo:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def join_store(self) -> dist.TCPStore:
+    def join_rendezvous(self) -> dist.TCPStore:
         """This member's connection to the root's rendezvous store."""
         return join_store(self.host, self.port, self.world_size, self.timeout_s)
 

@@ -73,7 +73,7 @@ class OlmorlWeightTransferEngine(WeightTransferEngine[GroupInitInfo, BucketUpdat
             )
         rank = info.rank_offset + self.parallel_config.rank
         self.group = new_group(
-            info.join_store(), info.name, rank, info.world_size, self.device, info.timeout_s
+            info.join_rendezvous(), info.name, rank, info.world_size, self.device, info.timeout_s
         )
         self.group_name = info.name
 

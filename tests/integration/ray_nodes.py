@@ -27,16 +27,18 @@ _given_ports: set[int] = set()
 
 
 def free_port() -> int:
-    """A free port between Ray's worker ports and the kernel's ephemeral range, none given before.
+    """A free port outside the kernel's ephemeral range and Ray's worker ports, none given before.
 
     `ray start` binds it seconds later. A port from binding port 0 lies in the ephemeral range,
     where any process on the machine may take it meanwhile (vLLM's stores bind port 0, and every
-    outgoing connection takes an ephemeral port for its own end); below the range only a process
-    that names the port can.
+    outgoing connection takes an ephemeral port for its own end); outside it only a process that
+    names the port can.
     """
-    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first, last = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    outside = [*range(_RAY_WORKER_PORTS_END, first), *range(last + 1, 65536)]
+    assert outside, f"no ports outside the ephemeral range {first}-{last} and Ray's"
     while True:
-        port = random.randrange(_RAY_WORKER_PORTS_END, ephemeral_start)
+        port = random.SystemRandom().choice(outside)
         if port in _given_ports:
             continue
         with socket.socket() as s:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from rendezvous_file import file_rendezvous
 
 from olmorl.algo import (
     PackedRow,
@@ -70,11 +71,11 @@ def flat_grad(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
 
-def rank_step(rank: int, init_file: str, rows: list[list[PackedRow]], total: int, out: str) -> None:
+def rank_step(
+    rank: int, init_method: str, rows: list[list[PackedRow]], total: int, out: str
+) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE
-    )
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD_SIZE)
     try:
         model = build_model()
         for row in rows[rank]:
@@ -111,10 +112,9 @@ def test_gradient_is_the_same_for_one_micro_batch_and_four_on_two_ranks(tmp_path
     reference = flat_grad(model)
 
     out = tmp_path / "grad.pt"
-    init_file = tmp_path / "rendezvous"  # gloo's file store; must not exist beforehand
     mp.start_processes(
         rank_step,
-        args=(str(init_file), per_rank, total, str(out)),
+        args=(file_rendezvous(tmp_path), per_rank, total, str(out)),
         nprocs=WORLD_SIZE,
         start_method="spawn",
     )

@@ -34,8 +34,16 @@ def test_the_learner_group_gets_the_stage_timeout(tiny_model_dir: Path):
             == timedelta(seconds=collective_timeout_s(123))
             > timedelta(seconds=123)
         )
+        # The store too: NCCL fetches each new communicator's id through it.
+        assert worker.rendezvous.timeout == timedelta(seconds=collective_timeout_s(123))
     finally:
         worker.shutdown()
+
+
+def test_rank_0_opens_the_rendezvous_before_joining(tiny_model_dir: Path):
+    worker = LearnerWorker(0, 1, ModelConfig(path=str(tiny_model_dir)), LearnerConfig())
+    with pytest.raises(RuntimeError, match="call `address` before `setup`"):
+        worker.setup("127.0.0.1", 1, seed=0)
 
 
 def test_the_learner_group_passes_run_stage_timeout_to_every_rank(monkeypatch):

@@ -45,9 +45,15 @@ class FakeServerProcess:
     """A judge server that starts and stays up."""
 
     def __init__(self, command):
-        self.command, self.pid, self.returncode = command, -1, None
+        self.command, self.pid, self.returncode = command, 999_999, None
 
     def poll(self):
+        return self.returncode
+
+    def terminate(self):
+        pass
+
+    def wait(self, timeout=None):
         return self.returncode
 
 
@@ -80,25 +86,34 @@ def test_a_judge_whose_port_was_taken_starts_again_on_another(in_ray, monkeypatc
     def popen(command, stdout, **_):
         process = FakeServerProcess(command)
         if len(started) < taken:
-            stdout.write(b"OSError: [Errno 98] Address already in use\n")
+            stdout.write(failure)
             process.returncode = 1
         started.append(process)
         return process
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = []
+    monkeypatch.setattr(judge_server.os, "killpg", lambda pid, _: killed.append(pid))
     monkeypatch.setattr(judge_server, "_free_port", lambda: next(ports))
     monkeypatch.setattr(judge_server.subprocess, "Popen", popen)
     monkeypatch.setattr("httpx.get", lambda url, **_: SimpleNamespace(status_code=200))
 
-    taken = 2
+    failure, taken = b"OSError: [Errno 98] Address already in use\n", 2
     assert JudgeServer("judge", gpu_memory_utilization=0.5).start() == "http://10.1.2.3:4003/v1"
     assert [p.command[p.command.index("--port") + 1] for p in started] == ["4001", "4002", "4003"]
+    assert len(killed) == 2  # each failed server's process group, engine processes and all
 
     started.clear()
     taken = 3  # every try: the third failure is reported with the log
     with pytest.raises(RuntimeError, match="(?s)exited with code 1 while starting.*already in use"):
         JudgeServer("judge", gpu_memory_utilization=0.5).start()
     assert len(started) == 3
+
+    started.clear()
+    failure = b"ValueError: no such model\n"
+    with pytest.raises(RuntimeError, match="no such model"):
+        JudgeServer("judge", gpu_memory_utilization=0.5).start()
+    assert len(started) == 1
 
 
 def test_ipv6_hosts_are_bracketed_in_the_url():

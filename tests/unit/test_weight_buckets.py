@@ -58,7 +58,7 @@ def _receive(info: dict, kind: str, results) -> None:
     if kind == "cuda":
         torch.cuda.set_device(device)
     group = new_group(
-        info.join_store(), info.name, info.rank_offset, info.world_size, device, info.timeout_s
+        info.join_rendezvous(), info.name, info.rank_offset, info.world_size, device, info.timeout_s
     )
     _, layout = pack_bucket(sample_bucket())  # the receiver knows only the layout
     buffer = torch.empty(layout.num_bytes, dtype=torch.uint8, device=device)
@@ -119,7 +119,12 @@ def _join_and_stay_away(info: dict, leave) -> None:
     """Joins the group but never takes part in its broadcast: a peer that refused its bucket."""
     info = TransferGroupInfo(**info)
     group = new_group(
-        info.join_store(), info.name, info.rank_offset, info.world_size, torch.device("cpu"), 10
+        info.join_rendezvous(),
+        info.name,
+        info.rank_offset,
+        info.world_size,
+        torch.device("cpu"),
+        10,
     )
     leave.wait(30)
     del group
