@@ -23,7 +23,6 @@ from olmorl.flow_report import (
     greedy_replies,
     held_out_accuracy,
     is_correct,
-    share_correct,
     write_report,
 )
 
@@ -119,7 +118,8 @@ def test_rl_raises_held_out_accuracy_without_hedging(math_flow, held_out_rows):
     assert len(sampled) == 2  # step 0 and the end
     before = held_out_accuracy(stages["dpo"].checkpoint, held_out_rows, True, REPLY_TOKENS)
     replies = greedy_replies(stages["rl"].checkpoint, held_out_rows, True, REPLY_TOKENS)
-    after = share_correct(held_out_rows, replies, True)
+    verdicts = [is_correct(row, r, True) for row, r in zip(held_out_rows, replies, strict=True)]
+    after = sum(verdicts) / len(verdicts)
     print(
         f"\nheld-out accuracy: sampled {sampled[0]:.3f} -> {sampled[-1]:.3f}, "
         f"greedy {before:.2f} -> {after:.2f}"
@@ -131,9 +131,7 @@ def test_rl_raises_held_out_accuracy_without_hedging(math_flow, held_out_rows):
     # A garbled reply may open several boxes and score nothing (one of 64 did in a run here);
     # what must not happen is a reply that scores with several.
     hedged = [
-        reply
-        for row, reply in zip(held_out_rows, replies, strict=True)
-        if len(BOX_OPEN.findall(reply)) > 1 and is_correct(row, reply, True)
+        r for r, ok in zip(replies, verdicts, strict=True) if ok and len(BOX_OPEN.findall(r)) > 1
     ]
     assert hedged == []
 

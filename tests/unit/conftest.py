@@ -75,8 +75,9 @@ def fake_clock() -> FakeClock:
 @pytest.fixture(scope="module")
 def spawn_ranks(tmp_path_factory: pytest.TempPathFactory):
     """`spawn_ranks(run_rank, name, world_size)`: writes the tiny and small presets, runs
-    `run_rank(rank, init_method, tiny, small, out_dir)` in `world_size` spawned processes and returns
-    each rank's saved `rank{N}.pt`, rank 0's with the transformers `reference` model added."""
+    `run_rank(rank, init_method, tiny, small, out_dir)` in `world_size` spawned processes and
+    returns each rank's saved `rank{N}.pt`, rank 0's with the transformers `reference` model
+    added."""
     import torch
     import torch.multiprocessing as mp
     from transformers import AutoModelForCausalLM
