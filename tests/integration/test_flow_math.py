@@ -25,12 +25,14 @@ from olmorl.flow_report import (
     is_correct,
     write_report,
 )
+from verifiers.math_answer import last_boxed
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
 REPLY_TOKENS = 48  # the RL recipe's rollout.max_response_tokens
 BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")  # what the math verifier reads an answer from
+BOXED_ARITHMETIC = re.compile(r"\d\s*[-+*/]\s*\d")  # "6 + 8 - 2", not a value such as "-12"
 SHORTER = {
     "pretrain": ["train.eval_every=300"],
     "midtrain": ["run.steps=10", "train.eval_every=10"],
@@ -111,8 +113,9 @@ def test_rl_raises_held_out_accuracy_without_hedging(math_flow, held_out_rows):
     """RL raises held-out accuracy in the run's own evaluation (8 samples of each of 64 held-out
     expressions, through the `math` verifier). Greedy replies decoded outside the training stack
     (transformers) are printed against the DPO checkpoint RL started from. The reward reads the
-    last boxed answer only, so boxing several candidates would be a hedge it pays for: no reply it
-    accepts boxes more than one."""
+    last boxed answer only, so boxing several candidates would be a hedge it pays for, and it judges
+    by value, so boxing the question's own expression ("\\boxed{6 + 8 - 2}") would pay without any
+    arithmetic: no reply it accepts does either."""
     _, _, stages = math_flow
     sampled = evals(stages["rl"], "eval/reward")
     assert len(sampled) == 2  # step 0 and the end
@@ -134,6 +137,12 @@ def test_rl_raises_held_out_accuracy_without_hedging(math_flow, held_out_rows):
         r for r, ok in zip(replies, verdicts, strict=True) if ok and len(BOX_OPEN.findall(r)) > 1
     ]
     assert hedged == []
+    copied = [
+        r
+        for r, ok in zip(replies, verdicts, strict=True)
+        if ok and BOXED_ARITHMETIC.search(last_boxed(r) or "")
+    ]
+    assert copied == []
 
 
 def test_the_long_context_stage_extends_with_yarn_and_steps_the_length_up(math_flow):
